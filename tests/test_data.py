@@ -1,0 +1,565 @@
+"""Tests of wae_toolkit.data: built-ins, arrays, image folders, IDX files and every bad input."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from wae_toolkit.data import Dataset, builtin_datasets, data_options, load_dataset
+from wae_toolkit.errors import DataError, UsageError
+
+SOURCES = "digits, swiss-roll, moons, ring"
+
+
+def rows(t: torch.Tensor) -> Counter[bytes]:
+    """Multiset of the samples of ``t``, for comparing splits."""
+    return Counter(r.tobytes() for r in t.reshape(len(t), -1).numpy())
+
+
+def write_idx(path: Path, arr: np.ndarray, gz: bool = False) -> Path:
+    """Write ``arr`` (uint8) in the IDX format: magic 0 0 8 ndim, big-endian dims, data."""
+    data = struct.pack(">BBBB", 0, 0, 8, arr.ndim)
+    data += struct.pack(f">{arr.ndim}I", *arr.shape) + arr.astype(np.uint8).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def write_mnist(folder: Path, gz: bool = False, sep: str = "-", labels: bool = True) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    out = {
+        "train": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+        "test": rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+        "train_labels": rng.integers(0, 10, 6, dtype=np.uint8),
+        "test_labels": rng.integers(0, 10, 4, dtype=np.uint8),
+    }
+    write_idx(folder / f"train-images{sep}idx3-ubyte", out["train"], gz)
+    write_idx(folder / f"t10k-images{sep}idx3-ubyte", out["test"], gz)
+    if labels:
+        write_idx(folder / f"train-labels{sep}idx1-ubyte", out["train_labels"], gz)
+        write_idx(folder / f"t10k-labels{sep}idx1-ubyte", out["test_labels"], gz)
+    return out
+
+
+def save_png(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr.astype(np.uint8)).save(path)
+
+
+def assert_error(spec: str, options: dict | None, *words: str) -> str:
+    with pytest.raises(DataError) as info:
+        load_dataset(spec, options)
+    message = str(info.value)
+    for word in words:
+        assert word in message, f"{word!r} not in {message!r}"
+    assert "\n" not in message
+    return message
+
+
+# --------------------------------------------------------------------------------------------
+# Built-ins
+# --------------------------------------------------------------------------------------------
+
+
+def test_builtin_datasets_listed():
+    names = builtin_datasets()
+    assert list(names) == ["digits", "swiss-roll", "moons", "ring"]
+    assert all(isinstance(v, str) and v for v in names.values())
+
+
+def test_digits_shape_range_split_and_determinism():
+    from sklearn.datasets import load_digits
+
+    d = load_dataset("digits")
+    assert isinstance(d, Dataset)
+    assert d.name == "digits"
+    assert d.train.shape == (1437, 1, 8, 8) and d.test.shape == (360, 1, 8, 8)
+    assert d.train.dtype == torch.float32 and d.test.dtype == torch.float32
+    assert d.sample_shape == (1, 8, 8) and d.is_image
+    assert d.value_range == (0.0, 1.0)
+    assert 0.0 <= float(d.train.min()) and float(d.train.max()) <= 1.0
+    assert d.train_labels is not None and d.test_labels is not None
+    assert d.train_labels.dtype == torch.int64 and d.train_labels.shape == (1437,)
+    assert "digits" in d.description and "\n" not in d.description
+    # train and test together are exactly the 1,797 images: disjoint by sample
+    full = torch.from_numpy(load_digits().images.astype(np.float32) / 16.0)[:, None]
+    assert rows(d.train) + rows(d.test) == rows(full)
+    again = load_dataset("digits")
+    assert torch.equal(d.train, again.train) and torch.equal(d.test, again.test)
+    assert torch.equal(d.train_labels, again.train_labels)
+
+
+def test_digits_options_from_text_and_limit():
+    d = load_dataset("digits", {"limit": "100", "seed": "123"})
+    full = load_dataset("digits")
+    assert d.train.shape[0] == 100 and torch.equal(d.test, full.test)
+    assert torch.equal(d.train, full.train[:100])
+    other = load_dataset("digits", {"seed": 7, "test_fraction": "0.5"})
+    assert other.test.shape[0] == 899 and other.train.shape[0] == 898
+    assert d.options["limit"] == 100
+
+
+@pytest.mark.parametrize("name", ["swiss-roll", "moons", "ring"])
+def test_toy_sets(name):
+    d = load_dataset(name)
+    assert d.train.shape == (3200, 2) and d.test.shape == (800, 2)
+    assert d.sample_shape == (2,) and not d.is_image
+    assert d.value_range is None
+    assert torch.isfinite(d.train).all()
+    assert torch.equal(d.train, load_dataset(name).train)
+    assert not torch.equal(d.train, load_dataset(name, {"seed": 1}).train)
+    small = load_dataset(name, {"n": "100", "noise": "0"})
+    assert small.train.shape == (80, 2) and small.test.shape == (20, 2)
+
+
+def test_toy_set_scales():
+    ring = load_dataset("ring", {"noise": 0})
+    radius = ring.train.norm(dim=1)
+    assert torch.allclose(radius, torch.full_like(radius, 2.0), atol=1e-5)
+    assert ring.train_labels is not None and set(ring.train_labels.tolist()) == set(range(8))
+    roll = load_dataset("swiss-roll")
+    assert 0.5 < float(roll.train.std()) < 1.5 and float(roll.train.mean().abs()) < 0.2
+    moons = load_dataset("moons")
+    assert moons.train_labels is not None and set(moons.train_labels.tolist()) == {0, 1}
+
+
+def test_builtin_name_is_case_and_underscore_insensitive():
+    assert load_dataset("Swiss_Roll", {"n": 10}).name == "swiss-roll"
+
+
+# --------------------------------------------------------------------------------------------
+# .npy / .npz
+# --------------------------------------------------------------------------------------------
+
+
+def test_npy_vectors(tmp_path):
+    x = np.random.default_rng(0).standard_normal((50, 7)).astype(np.float64) * 3
+    np.save(tmp_path / "x.npy", x)
+    d = load_dataset(str(tmp_path / "x.npy"))
+    assert d.train.shape == (40, 7) and d.test.shape == (10, 7)
+    assert d.value_range is None and d.train_labels is None
+    assert rows(d.train) + rows(d.test) == rows(torch.from_numpy(x.astype(np.float32)))
+    assert d.name == str(tmp_path / "x.npy")
+
+
+def test_npy_grayscale_images_get_a_channel_axis(tmp_path):
+    x = np.random.default_rng(0).random((10, 6, 5)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    d = load_dataset(str(tmp_path / "x.npy"), {"test_fraction": "0.3"})
+    assert d.sample_shape == (1, 6, 5) and d.is_image
+    assert d.train.shape[0] == 7 and d.test.shape[0] == 3
+    assert d.value_range == (0.0, 1.0)
+
+
+def test_npy_channels_last_is_transposed(tmp_path):
+    x = np.random.default_rng(0).random((4, 8, 9, 3)).astype(np.float32) * 2 - 1
+    np.save(tmp_path / "x.npy", x)
+    d = load_dataset(str(tmp_path / "x.npy"), {"test_fraction": 0.25})
+    assert d.sample_shape == (3, 8, 9)
+    assert d.value_range == (-1.0, 1.0)
+    expected = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    assert rows(d.train) + rows(d.test) == rows(expected)
+
+
+def test_npy_channels_first_is_kept(tmp_path):
+    x = np.zeros((5, 3, 4, 4), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert load_dataset(str(tmp_path / "x.npy")).sample_shape == (3, 4, 4)
+
+
+def test_npy_uint8_is_scaled(tmp_path):
+    x = np.arange(2 * 4 * 16, dtype=np.int64).reshape(8, 16) % 256
+    x[1, 0] = 255
+    np.save(tmp_path / "x.npy", x.astype(np.uint8))
+    d = load_dataset(str(tmp_path / "x.npy"))
+    assert d.value_range == (0.0, 1.0)
+    both = torch.cat([d.train, d.test])
+    assert float(both.max()) == 1.0 and float(both.min()) == 0.0
+    assert rows(d.train) + rows(d.test) == rows(torch.from_numpy(x.astype(np.float32) / 255))
+
+
+def test_npy_integers_other_than_uint8_keep_their_values(tmp_path):
+    np.save(tmp_path / "x.npy", np.full((4, 3), 200, dtype=np.int64))
+    d = load_dataset(str(tmp_path / "x.npy"))
+    assert float(d.train.max()) == 200.0 and d.value_range is None
+
+
+def test_npz_with_key_and_labels(tmp_path):
+    rng = np.random.default_rng(1)
+    feats, y = rng.random((20, 3)), rng.integers(0, 4, 20)
+    np.savez(tmp_path / "d.npz", feats=feats, other=rng.random((5, 2)), classes=y)
+    d = load_dataset(str(tmp_path / "d.npz"), {"key": "feats", "labels_key": "classes"})
+    assert d.sample_shape == (3,) and d.train.shape[0] == 16
+    assert d.train_labels is not None and d.train_labels.dtype == torch.int64
+    # labels follow their samples through the split
+    lookup = {r.tobytes(): int(c) for r, c in zip(feats.astype(np.float32), y, strict=True)}
+    for sample, label in zip(d.train.numpy(), d.train_labels.tolist(), strict=True):
+        assert lookup[sample.tobytes()] == label
+
+
+def test_npz_default_keys(tmp_path):
+    np.savez(tmp_path / "a.npz", np.ones((4, 2)))  # arr_0
+    assert load_dataset(str(tmp_path / "a.npz")).sample_shape == (2,)
+    np.savez(tmp_path / "b.npz", images=np.zeros((6, 5, 5)), labels=np.arange(6), meta=np.ones(3))
+    d = load_dataset(str(tmp_path / "b.npz"))
+    assert d.sample_shape == (1, 5, 5) and d.train_labels is not None
+    np.savez(tmp_path / "c.npz", x=np.zeros((6, 2)), y=np.arange(5))  # wrong length: ignored
+    assert load_dataset(str(tmp_path / "c.npz")).train_labels is None
+
+
+def test_explicit_test_file(tmp_path):
+    np.save(tmp_path / "train.npy", np.zeros((10, 8, 8, 1), dtype=np.uint8))
+    np.savez(tmp_path / "test.npz", x=np.full((3, 1, 8, 8), 255, dtype=np.uint8))
+    d = load_dataset(str(tmp_path / "train.npy"), {"test": str(tmp_path / "test.npz")})
+    assert d.train.shape == (10, 1, 8, 8) and d.test.shape == (3, 1, 8, 8)
+    assert float(d.test.min()) == 1.0 and float(d.train.max()) == 0.0
+    limited = load_dataset(str(tmp_path / "train.npy"), {"test": tmp_path / "test.npz", "limit": 2})
+    assert limited.train.shape[0] == 2
+
+
+def test_explicit_test_file_errors(tmp_path):
+    np.save(tmp_path / "train.npy", np.zeros((10, 4)))
+    np.save(tmp_path / "test.npy", np.zeros((3, 5)))
+    train = str(tmp_path / "train.npy")
+    assert_error(train, {"test": str(tmp_path / "test.npy")}, "same shape")
+    assert_error(train, {"test": str(tmp_path / "nope.npy")}, "does not exist", ".npy")
+    assert_error(train, {"test": str(tmp_path / "test.npy"), "test_fraction": 0.1}, "not both")
+
+
+class _Marker:
+    """Unpickling this object creates a file: proof that a loader unpickled data."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickled_object_array_is_refused_without_unpickling(tmp_path):
+    marker = tmp_path / "unpickled.txt"
+    arr = np.empty((3, 2), dtype=object)
+    arr[:] = _Marker(str(marker))
+    np.save(tmp_path / "evil.npy", arr, allow_pickle=True)
+    np.savez(tmp_path / "evil.npz", x=arr)
+    assert_error(str(tmp_path / "evil.npy"), None, "Python objects", "never unpickled", "numeric")
+    assert_error(str(tmp_path / "evil.npz"), None, "Python objects", "never unpickled")
+    assert not marker.exists()
+    # the crafted file is a real threat: unpickling it does create the marker
+    np.load(tmp_path / "evil.npy", allow_pickle=True)
+    assert marker.exists()
+
+
+def test_bad_arrays(tmp_path):
+    def save(name: str, arr: np.ndarray) -> str:
+        np.save(tmp_path / name, arr)
+        return str(tmp_path / name)
+
+    assert_error(save("one_d.npy", np.zeros(5)), None, "allowed are", "(N, F)")
+    assert_error(save("one.npy", np.zeros((1, 3))), None, "N >= 2")
+    assert_error(save("five_d.npy", np.zeros((2, 3, 4, 5, 6))), None, "(N, C, H, W)")
+    assert_error(save("chan.npy", np.zeros((2, 2, 8, 8))), None, "C in 1 or 3")
+    assert_error(save("text.npy", np.array([["a", "b"], ["c", "d"]])), None, "non-numeric")
+    assert_error(save("cplx.npy", np.zeros((3, 2), dtype=complex)), None, "non-numeric")
+    nan = np.zeros((4, 2))
+    nan[2, 1] = np.nan
+    assert_error(save("nan.npy", nan), {"test_fraction": 0.5}, "NaN or infinite", "finite")
+    inf = np.zeros((4, 2))
+    inf[0, 0] = np.inf
+    assert_error(save("inf.npy", inf), {"test_fraction": 0.5}, "NaN or infinite")
+
+
+def test_files_that_are_not_what_they_claim(tmp_path):
+    (tmp_path / "text.npy").write_text("hello, I am text\n")
+    assert_error(str(tmp_path / "text.npy"), None, "not a NumPy", "numpy.save")
+    (tmp_path / "text.npz").write_text("x,y\n1,2\n")
+    assert_error(str(tmp_path / "text.npz"), None, "not a NumPy")
+    np.save(tmp_path / "cut.npy", np.zeros((100, 10)))
+    data = (tmp_path / "cut.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[: len(data) // 2])
+    assert_error(str(tmp_path / "cut.npy"), None, "truncated")
+    np.savez(tmp_path / "z.npz", x=np.zeros((100, 10)))
+    data = (tmp_path / "z.npz").read_bytes()
+    (tmp_path / "zcut.npz").write_bytes(data[: len(data) // 2])
+    assert_error(str(tmp_path / "zcut.npz"), None, "numpy.savez")
+    (tmp_path / "data.csv").write_text("1,2\n3,4\n")
+    assert_error(str(tmp_path / "data.csv"), None, "unsupported", ".npy/.npz", "folder of images")
+    save_png(tmp_path / "one.png", np.zeros((5, 5)))
+    assert_error(str(tmp_path / "one.png"), None, "single image", "folder")
+
+
+def test_npz_key_errors(tmp_path):
+    np.savez(tmp_path / "d.npz", a=np.zeros((4, 2)), b=np.zeros((4, 3)))
+    spec = str(tmp_path / "d.npz")
+    assert_error(spec, None, "several arrays", "a, b", "key=NAME")
+    assert_error(spec, {"key": "c"}, "no array 'c'", "Arrays: a, b")
+    assert_error(spec, {"key": "a", "labels_key": "bb"}, "Did you mean 'b'?")
+    assert_error(spec, {"key": "a", "labels_key": "b"}, "1-D array", "integer")
+    np.savez(tmp_path / "empty.npz")
+    assert_error(str(tmp_path / "empty.npz"), None, "no arrays")
+
+
+def test_value_ranges(tmp_path):
+    for values, expected in [((0.0, 1.0), (0.0, 1.0)), ((-1.0, 0.5), (-1.0, 1.0)), ((0, 2), None)]:
+        np.save(tmp_path / "v.npy", np.array([[values[0]], [values[1]], [values[0]]]))
+        assert load_dataset(str(tmp_path / "v.npy")).value_range == expected
+
+
+def expected_shape(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...] | None:
+    """The documented shape rule, written independently of the implementation."""
+    if dtype.kind not in "biuf" or len(shape) < 2 or shape[0] < 2 or 0 in shape:
+        return None
+    if len(shape) == 2:
+        return shape[1:]
+    if len(shape) == 3:
+        return (1, *shape[1:])
+    if len(shape) == 4:
+        n, a, b, c = shape
+        if c in (1, 3, 4) and a > 4 and b > 4:
+            return (c, a, b)
+        if a in (1, 3):
+            return (a, b, c)
+    return None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shape=st.lists(st.integers(0, 7), min_size=0, max_size=5).map(tuple),
+    dtype=st.sampled_from(["uint8", "float32", "float64", "int16", "bool", "complex64", "U2"]),
+)
+def test_random_array_shapes_load_or_raise_data_error(shape, dtype):
+    arr = np.zeros(shape, dtype=dtype)
+    expected = expected_shape(shape, arr.dtype)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.npy"
+        np.save(path, arr)
+        try:
+            d = load_dataset(str(path))
+        except DataError as exc:
+            assert expected is None, f"{shape} {dtype} should load but raised {exc}"
+            assert "allowed" in str(exc) or "non-numeric" in str(exc)
+        else:
+            assert expected is not None, f"{shape} {dtype} should be refused"
+            assert d.sample_shape == expected
+            assert len(d.train) + len(d.test) == shape[0] and len(d.test) >= 1
+            assert d.train.dtype == torch.float32
+
+
+# --------------------------------------------------------------------------------------------
+# Folders of images
+# --------------------------------------------------------------------------------------------
+
+
+def test_image_folder_grayscale(tmp_path):
+    for i in range(10):
+        save_png(tmp_path / "imgs" / f"{i:02d}.png", np.full((6, 7), i * 25))
+    d = load_dataset(str(tmp_path / "imgs"))
+    assert d.sample_shape == (1, 6, 7) and d.value_range == (0.0, 1.0)
+    assert d.train.shape[0] == 8 and d.test.shape[0] == 2 and d.train_labels is None
+    values = sorted(float(x[0, 0, 0]) for x in torch.cat([d.train, d.test]))
+    assert values == pytest.approx([i * 25 / 255 for i in range(10)])
+    again = load_dataset(str(tmp_path / "imgs"))
+    assert torch.equal(d.train, again.train)
+    assert d.options["channels"] == 1
+
+
+def test_image_folder_rgb_and_channels_option(tmp_path):
+    save_png(tmp_path / "a.png", np.zeros((5, 5)))
+    save_png(
+        tmp_path / "b.png", np.dstack([np.full((5, 5), 255), np.zeros((5, 5)), np.zeros((5, 5))])
+    )
+    Image.new("RGB", (5, 5), (0, 0, 255)).save(tmp_path / "c.jpg", quality=100)
+    d = load_dataset(str(tmp_path))
+    assert d.sample_shape == (3, 5, 5)
+    gray = load_dataset(str(tmp_path), {"channels": "1"})
+    assert gray.sample_shape == (1, 5, 5)
+    assert_error(str(tmp_path), {"channels": "2"}, "Bad value", "channels", "1, 3")
+
+
+def test_image_folder_mixed_sizes(tmp_path):
+    save_png(tmp_path / "a.png", np.zeros((8, 8)))
+    save_png(tmp_path / "b.png", np.zeros((12, 10)))
+    save_png(tmp_path / "c.png", np.zeros((8, 8)))
+    assert_error(str(tmp_path), None, "different sizes", "--data-opt size=64", "a.png")
+    d = load_dataset(str(tmp_path), {"size": "4"})
+    assert d.sample_shape == (1, 4, 4) and len(d.train) + len(d.test) == 3
+
+
+def test_image_folder_crop(tmp_path):
+    img = np.zeros((30, 20), dtype=np.uint8)
+    img[10:20, 5:15] = 255  # the centre 10x10 square is white
+    for i in range(4):
+        save_png(tmp_path / f"{i}.png", img)
+    d = load_dataset(str(tmp_path), {"crop": 10})
+    assert d.sample_shape == (1, 10, 10) and float(d.train.min()) == 1.0
+    resized = load_dataset(str(tmp_path), {"crop": 10, "size": 5})
+    assert resized.sample_shape == (1, 5, 5)
+    assert_error(str(tmp_path), {"crop": 25}, "smaller than --data-opt crop=25")
+
+
+def test_image_folder_labels_from_sub_folders_and_hidden_files(tmp_path):
+    for cls in ("cat", "dog"):
+        for i in range(3):
+            save_png(tmp_path / cls / f"{i}.png", np.full((4, 4), 0 if cls == "cat" else 255))
+    (tmp_path / "cat" / ".DS_Store").write_text("junk")
+    (tmp_path / "dog" / "._0.png").write_text("AppleDouble junk")
+    d = load_dataset(str(tmp_path), {"test_fraction": 0.5})
+    assert d.train_labels is not None and d.test_labels is not None
+    for x, y in zip(
+        torch.cat([d.train, d.test]), torch.cat([d.train_labels, d.test_labels]), strict=True
+    ):
+        assert float(x.max()) == float(y)  # cat -> 0 and black, dog -> 1 and white
+
+
+def test_unreadable_image_is_named(tmp_path):
+    save_png(tmp_path / "good.png", np.zeros((4, 4)))
+    save_png(tmp_path / "good2.png", np.zeros((4, 4)))
+    (tmp_path / "broken.png").write_text("not an image")
+    assert_error(str(tmp_path), None, "broken.png", "could not be read as images")
+
+
+def test_truncated_image_is_named(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        save_png(tmp_path / f"{i}.png", rng.integers(0, 256, (64, 64)))
+    data = (tmp_path / "1.png").read_bytes()
+    (tmp_path / "1.png").write_bytes(data[: len(data) // 2])
+    assert_error(str(tmp_path), None, "1.png")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("nothing here")
+    assert_error(str(tmp_path), None, "no images", "no MNIST IDX files", "png")
+    np.save(tmp_path / "x.npy", np.zeros((3, 2)))
+    assert_error(str(tmp_path), None, "give its path")
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST IDX files
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("gz", "sep"), [(False, "-"), (True, "-"), (False, ".")])
+def test_mnist_idx_folder(tmp_path, gz, sep):
+    raw = write_mnist(tmp_path / "mnist", gz=gz, sep=sep)
+    d = load_dataset(str(tmp_path / "mnist"))
+    assert d.sample_shape == (1, 28, 28) and d.value_range == (0.0, 1.0)
+    assert torch.equal(d.train, torch.from_numpy(raw["train"][:, None] / np.float32(255)))
+    assert torch.equal(d.test, torch.from_numpy(raw["test"][:, None] / np.float32(255)))
+    assert d.train_labels is not None and d.test_labels is not None
+    assert d.train_labels.tolist() == raw["train_labels"].tolist()
+    assert d.test_labels.tolist() == raw["test_labels"].tolist()
+    assert load_dataset(str(tmp_path / "mnist"), {"limit": 2}).train.shape[0] == 2
+
+
+def test_mnist_torchvision_layout_and_no_labels(tmp_path):
+    write_mnist(tmp_path / "MNIST" / "raw", labels=False)
+    d = load_dataset(str(tmp_path / "MNIST"))
+    assert d.train.shape == (6, 1, 28, 28) and d.train_labels is None
+
+
+def test_mnist_keeps_its_split(tmp_path):
+    write_mnist(tmp_path)
+    assert_error(str(tmp_path), {"test_fraction": 0.1}, "official", "options: limit")
+    assert_error(str(tmp_path), {"size": 8}, "Options for MNIST IDX folders: limit")
+
+
+def test_mnist_single_file(tmp_path):
+    raw = write_mnist(tmp_path)
+    d = load_dataset(str(tmp_path / "train-images-idx3-ubyte"), {"test_fraction": 0.5})
+    assert d.train.shape == (3, 1, 28, 28) and d.test.shape == (3, 1, 28, 28)
+    assert d.train_labels is not None
+    assert rows(d.train) + rows(d.test) == rows(torch.from_numpy(raw["train"] / np.float32(255)))
+    assert_error(str(tmp_path / "train-labels-idx1-ubyte"), None, "holds labels", "images file")
+
+
+def test_mnist_truncated_and_corrupt(tmp_path):
+    write_mnist(tmp_path / "cut")
+    path = tmp_path / "cut" / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    assert_error(str(tmp_path / "cut"), None, "truncated or corrupt", "download it again")
+    write_mnist(tmp_path / "gzcut", gz=True)
+    path = tmp_path / "gzcut" / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-30])
+    assert_error(str(tmp_path / "gzcut"), None, "t10k-images-idx3-ubyte.gz")
+    write_mnist(tmp_path / "magic")
+    (tmp_path / "magic" / "train-images-idx3-ubyte").write_bytes(b"\x12\x34\x56\x78" + bytes(50))
+    assert_error(str(tmp_path / "magic"), None, "not an IDX file", "2051")
+    write_mnist(tmp_path / "labels")
+    write_idx(tmp_path / "labels" / "train-labels-idx1-ubyte", np.zeros(5, dtype=np.uint8))
+    assert_error(str(tmp_path / "labels"), None, "labels must be a 1-D array of 6")
+
+
+def test_mnist_missing_test_images(tmp_path):
+    write_mnist(tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte").unlink()
+    assert_error(str(tmp_path), None, "t10k-images-idx3-ubyte", "needs both")
+
+
+# --------------------------------------------------------------------------------------------
+# Names, paths and options
+# --------------------------------------------------------------------------------------------
+
+
+def test_missing_path_and_unknown_name(tmp_path):
+    missing = str(tmp_path / "nope.npy")
+    message = assert_error(missing, None, "does not exist", SOURCES, ".npy/.npz", "MNIST IDX")
+    assert message.startswith(f"Data file or folder '{missing}' does not exist;")
+    assert_error("digit", None, "Did you mean 'digits'?", SOURCES)
+    assert_error("", None, "No data set given", SOURCES)
+
+
+def test_unknown_and_bad_options(tmp_path):
+    assert_error("digits", {"sise": 4}, "'sise'", "Options for digits", "test_fraction")
+    assert_error("digits", {"size": 4}, "'size' applies to image folders")
+    assert_error("moons", {"nosie": "0.1"}, "Did you mean 'noise'?")
+    assert_error("moons", {"n": "many"}, "Bad value", "expected an integer")
+    assert_error("digits", {"test_fraction": "1.5"}, "between 0 and 1")
+    assert_error("digits", {"limit": 0}, "positive integer")
+    assert_error("ring", {"noise": -1}, ">= 0")
+    assert_error("ring", {"n": 1}, "at least 2")
+    np.save(tmp_path / "x.npy", np.zeros((4, 2)))
+    assert_error(str(tmp_path / "x.npy"), {"key": "x"}, "'key' applies to .npz files")
+    for i in range(3):
+        save_png(tmp_path / "imgs" / f"{i}.png", np.zeros((4, 4)))
+    assert_error(str(tmp_path / "imgs"), {"sizee": 8}, "Did you mean 'size'?", "crop")
+    assert_error(str(tmp_path / "imgs"), {"size": "big"}, "expected an integer")
+
+
+def test_data_error_is_a_usage_error():
+    assert issubclass(DataError, UsageError)
+    with pytest.raises(ValueError):  # UsageError is a ValueError too
+        load_dataset("nonexistent-data-set")
+
+
+def test_data_options_describe_every_source():
+    for source in ("digits", "swiss-roll", ".npz files", "image folders", "MNIST IDX folders"):
+        table = data_options(source)
+        assert table and all(len(v) == 3 for v in table.values())
+    assert set(data_options("image folders")) >= {"size", "channels", "crop", "limit"}
+    with pytest.raises(DataError, match="Did you mean"):
+        data_options("image folder")
+
+
+def test_large_image_folder_uses_threads_and_stays_deterministic(tmp_path):
+    for i in range(300):  # above the threshold where images are read on several threads
+        save_png(tmp_path / f"{i:03d}.png", np.full((3, 3), i % 256))
+    d = load_dataset(str(tmp_path))
+    again = load_dataset(str(tmp_path))
+    assert d.train.shape == (240, 1, 3, 3) and torch.equal(d.train, again.train)
+    assert torch.equal(d.test, again.test)

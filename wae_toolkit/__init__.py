@@ -1,0 +1,42 @@
+"""wae-toolkit: Wasserstein Auto-Encoders in PyTorch, with every part a plugin.
+
+Importing this package is cheap: torch and the plugins load only when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "WaeError",
+    "RunConfig",
+    "train",
+    "load_run",
+    "create",
+    "list_plugins",
+]
+
+from wae_toolkit.errors import WaeError
+from wae_toolkit.registry import create, list_plugins
+
+if TYPE_CHECKING:
+    from wae_toolkit.config import RunConfig
+    from wae_toolkit.runs import load_run
+    from wae_toolkit.train import train
+
+_LAZY = {
+    "RunConfig": "wae_toolkit.config",
+    "train": "wae_toolkit.train",
+    "load_run": "wae_toolkit.runs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'wae_toolkit' has no attribute {name!r}")

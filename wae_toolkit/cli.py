@@ -1,0 +1,277 @@
+"""The ``wae`` command line (Typer + rich).
+
+Only this module prints. It imports torch and the plugins lazily, inside the commands that need
+them, so ``wae --help`` and ``wae plugins list`` stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wae_toolkit import __version__
+from wae_toolkit.errors import WaeError
+from wae_toolkit.registry import KINDS, list_plugins, normalize_kind, plugin_names
+
+app = typer.Typer(
+    name="wae",
+    help="Wasserstein Auto-Encoders: train, inspect plugins. Run 'wae COMMAND --help' for more.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+plugins_app = typer.Typer(help="List and inspect installed plugins.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_STATE = {"verbose": False}
+
+
+def _completer(kind: str) -> Any:
+    def complete(incomplete: str) -> list[str]:
+        return [n for n in plugin_names(kind) if n.startswith(incomplete)]
+
+    return complete
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"wae-toolkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    _STATE["verbose"] = verbose or _STATE["verbose"]
+
+
+# ---------------------------------------------------------------------------------------------
+# wae run
+
+_OPT_HELP = "Option of the {0} plugin as NAME=VALUE; repeatable (see 'wae plugins show NAME')."
+
+
+@app.command()
+def run(
+    cost: str = typer.Option("l2", help="Reconstruction cost.", autocompletion=_completer("cost")),
+    penalty: str = typer.Option(
+        "mmd-imq", help="Latent penalty D_Z.", autocompletion=_completer("penalty")
+    ),
+    prior: str = typer.Option("gaussian", help="Prior P_Z.", autocompletion=_completer("prior")),
+    network: str = typer.Option(
+        "mlp", help="Encoder/decoder architecture.", autocompletion=_completer("network")
+    ),
+    data: str = typer.Option(
+        "digits",
+        help="Built-in data set (digits, swiss-roll, moons, ring) or a path: .npy/.npz, a "
+        "folder of images, or a folder of MNIST IDX files.",
+    ),
+    cost_opt: list[str] = typer.Option(None, "--cost-opt", help=_OPT_HELP.format("cost")),
+    penalty_opt: list[str] = typer.Option(None, "--penalty-opt", help=_OPT_HELP.format("penalty")),
+    prior_opt: list[str] = typer.Option(None, "--prior-opt", help=_OPT_HELP.format("prior")),
+    network_opt: list[str] = typer.Option(None, "--network-opt", help=_OPT_HELP.format("network")),
+    data_opt: list[str] = typer.Option(
+        None, "--data-opt", help="Option of the data source as NAME=VALUE (size, key, limit...)."
+    ),
+    latent_dim: int = typer.Option(None, "--latent-dim", "-d", help="Latent dimension D. [default: 8]"),
+    encoder: str = typer.Option(
+        None, help="Encoder kind: deterministic or gaussian. [default: deterministic]"
+    ),
+    lam: float = typer.Option(None, "--lambda", help="Weight of the latent penalty. [default: 10]"),
+    epochs: int = typer.Option(None, "--epochs", "-e", help="Training epochs. [default: 100]"),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Batch size. [default: 100]"),
+    lr: float = typer.Option(None, "--lr", help="Adam learning rate. [default: 0.001]"),
+    beta1: float = typer.Option(None, help="Adam beta1. [default: 0.5, the paper's]"),
+    beta2: float = typer.Option(None, help="Adam beta2. [default: 0.999]"),
+    lr_schedule: str = typer.Option(
+        None, help="Learning-rate factors from given epochs, e.g. 30:0.5,50:0.1 (the paper's MNIST)."
+    ),
+    seed: int = typer.Option(None, help="Random seed; same seed, same run on CPU. [default: 0]"),
+    device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps. [default: auto]"),
+    out_dir: str = typer.Option(
+        None, "--out", "-o", help="Run folder. [default: a new folder under runs/]"
+    ),
+    overwrite: bool = typer.Option(False, help="Replace the run already in --out."),
+    log_every: int = typer.Option(None, help="Log step losses every N steps. [default: 10]"),
+    eval_every: int = typer.Option(None, help="Evaluate on held-out data every N epochs. [default: 10]"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full tracebacks on errors."),
+) -> None:
+    """Train a Wasserstein Auto-Encoder and write its run folder (weights, metrics, figures).
+
+    Example: [bold]wae run --cost l2 --penalty mmd-imq --prior gaussian[/bold]
+    """
+    _STATE["verbose"] = verbose or _STATE["verbose"]
+    from wae_toolkit.config import RunConfig, parse_schedule
+    from wae_toolkit.options import parse_assignments
+
+    values: dict[str, Any] = {
+        "cost": cost,
+        "penalty": penalty,
+        "prior": prior,
+        "network": network,
+        "data": data,
+        "cost_opts": parse_assignments(cost_opt, "--cost-opt"),
+        "penalty_opts": parse_assignments(penalty_opt, "--penalty-opt"),
+        "prior_opts": parse_assignments(prior_opt, "--prior-opt"),
+        "network_opts": parse_assignments(network_opt, "--network-opt"),
+        "data_opts": parse_assignments(data_opt, "--data-opt"),
+        "latent_dim": latent_dim,
+        "encoder": encoder,
+        "lam": lam,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "beta1": beta1,
+        "beta2": beta2,
+        "lr_schedule": parse_schedule(lr_schedule) if lr_schedule is not None else None,
+        "seed": seed,
+        "device": device,
+        "out": out_dir,
+        "overwrite": overwrite,
+        "log_every": log_every,
+        "eval_every": eval_every,
+    }
+    config = RunConfig(**{k: v for k, v in values.items() if v is not None})
+    config.validate()
+
+    from wae_toolkit.train import train
+    from wae_toolkit.ui import RichProgress, print_summary
+
+    progress = RichProgress(err)
+    try:
+        result = train(config, callback=progress)
+    finally:
+        progress.stop()
+    print_summary(out, result)
+
+
+# ---------------------------------------------------------------------------------------------
+# wae plugins
+
+
+@plugins_app.command("list")
+def plugins_list(
+    kind: str = typer.Option(None, "--kind", "-k", help=f"Only this kind: {', '.join(KINDS)}."),
+    check: bool = typer.Option(False, "--check", help="Import each plugin and show ok or its error."),
+) -> None:
+    """Table of installed plugins: kind, name, distribution, version, description.
+
+    Reads installed metadata only; nothing is imported unless --check is given.
+    """
+    infos = list_plugins(kind)
+    table = Table(title="wae-toolkit plugins", title_justify="left")
+    for col in ("kind", "name", "distribution", "version", "description"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("kind", "name"))
+    if check:
+        table.add_column("status", overflow="fold")
+    failed = 0
+    for info in infos:
+        dist = info.distribution
+        if info.clashes:
+            dist += f" [yellow](also declared by {', '.join(info.clashes)})[/yellow]"
+        row = [info.kind, f"[bold]{info.name}[/bold]", dist, info.version, info.description]
+        if check:
+            from wae_toolkit.registry import get_plugin_class
+
+            try:
+                get_plugin_class(info.kind, info.name)
+                row.append("[green]ok[/green]")
+            except WaeError as exc:
+                failed += 1
+                row.append(f"[red]{_escape(str(exc))}[/red]")
+        table.add_row(*row)
+    out.print(table)
+    if check and failed:
+        raise typer.Exit(1)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+@plugins_app.command("show")
+def plugins_show(
+    name: str = typer.Argument(..., help="Plugin name, e.g. mmd-imq."),
+    kind: str = typer.Option(None, "--kind", "-k", help="Kind, when the name exists in several."),
+) -> None:
+    """A plugin's documentation and its options with their types and defaults."""
+    import inspect
+
+    from wae_toolkit.errors import UnknownPluginError, did_you_mean
+    from wae_toolkit.options import plugin_options
+    from wae_toolkit.registry import get_plugin_class, get_plugin_info
+
+    kinds = [normalize_kind(kind)] if kind else [k for k in KINDS if name in plugin_names(k)]
+    if not kinds:
+        every = sorted({n for k in KINDS for n in plugin_names(k)})
+        raise UnknownPluginError(
+            f"No plugin is named '{name}'.{did_you_mean(name, every)} Available: {', '.join(every)}."
+        )
+    if len(kinds) > 1:
+        raise WaeError(f"'{name}' names a plugin of several kinds ({', '.join(kinds)}); add --kind.")
+    info = get_plugin_info(kinds[0], name)
+    cls = get_plugin_class(kinds[0], name)
+    out.print(
+        f"[bold]{info.name}[/bold] ({info.kind}) from {info.distribution} {info.version}: "
+        f"{info.target}"
+    )
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    body = doc.split("\nArgs:")[0].strip()
+    out.print(_escape(body) + "\n")
+    table = Table(title="options", title_justify="left")
+    for col in ("option", "type", "default", "description"):
+        table.add_column(col, overflow="fold")
+    for spec in plugin_options(cls):
+        default = "(required)" if spec.required else repr(spec.default)
+        if info.kind == "prior" and spec.name == "dim":
+            default, help_ = "--latent-dim", "latent dimension, filled in by the toolkit"
+        else:
+            help_ = spec.help
+        table.add_row(spec.name, _escape(spec.type_name), _escape(default), _escape(help_))
+    out.print(table)
+    flag = f"--{info.kind}-opt"
+    out.print(f"Set options with {flag} NAME=VALUE, e.g. 'wae run --{info.kind} {name} {flag} ...'.")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``wae`` console script: one red line per error, exit 2 for usage."""
+    import click
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    _STATE["verbose"] = any(a in ("--verbose", "-v") for a in args) or bool(
+        os.environ.get("WAE_VERBOSE")
+    )
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="wae", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("[red]Interrupted.[/red]")
+        sys.exit(130)
+    except WaeError as exc:
+        if _STATE["verbose"]:
+            err.print_exception()
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            err.print(f"[red]Error:[/red] {_escape(line)}")
+        sys.exit(exc.exit_code)

@@ -1,0 +1,38 @@
+"""Data sets: built-ins, NumPy arrays, folders of images and MNIST IDX files.
+
+:func:`load_dataset` turns a data specification (a built-in name or a path) and the options of
+the repeatable CLI flag ``--data-opt key=value`` into a :class:`Dataset`: one float32 tensor per
+split, on the CPU, with a held-out test split that is fixed for a given data set and seed.
+
+Sources and their options (every source also takes ``limit``: use only the first N training
+samples):
+
+- ``digits`` (default): scikit-learn's 1,797 bundled 8x8 digits, shape ``(1, 8, 8)``, in
+  ``[0, 1]``. Options ``test_fraction`` (0.2), ``seed`` (123).
+- ``swiss-roll``, ``moons``, ``ring``: 2-D toy sets generated from the seed, shape ``(2,)``,
+  unbounded. Options ``n`` (4000), ``noise``, ``test_fraction``, ``seed``.
+- ``.npy`` / ``.npz`` files, loaded with ``allow_pickle=False`` (files are never unpickled).
+  Options ``test`` (a second file holding the test split), ``test_fraction``, ``seed``, and for
+  ``.npz`` files ``key`` and ``labels_key``.
+- A folder of images (png, jpg, jpeg, bmp, gif, webp, tif, tiff; recursive), read with Pillow,
+  in ``[0, 1]``. Options ``size``, ``channels``, ``crop``, ``test_fraction``, ``seed``.
+- A folder of MNIST IDX files (official split kept) or a single IDX file (options
+  ``test_fraction``, ``seed``).
+
+Array shapes: ``(N, F)`` vectors; ``(N, H, W)`` images get a channel axis; ``(N, H, W, C)`` with
+C in {1, 3, 4} and H, W > 4 is channels-last and is transposed to ``(N, C, H, W)``;
+``(N, C, H, W)`` with C in {1, 3} is kept. ``uint8`` data is divided by 255. The value range
+(``(0, 1)``, ``(-1, 1)`` or unbounded) is read from the data and tells the training loop which
+output activation the decoder needs (sigmoid, tanh or none).
+
+Every problem raises :class:`~wae_toolkit.errors.DataError` with one sentence that says what was
+wrong and what is allowed.
+"""
+
+from wae_toolkit.data.builtin import builtin_datasets
+from wae_toolkit.data.dataset import Dataset
+from wae_toolkit.data.images import IMAGE_EXTENSIONS
+from wae_toolkit.data.load import load_dataset
+from wae_toolkit.data.options import data_options
+
+__all__ = ["Dataset", "load_dataset", "builtin_datasets", "data_options", "IMAGE_EXTENSIONS"]

@@ -1,0 +1,80 @@
+"""Built-in data sets: scikit-learn's 8x8 digits and the seeded 2-D toy sets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from wae_toolkit.data.dataset import Dataset, _from_arrays
+from wae_toolkit.data.options import _bind
+
+_BUILTINS: dict[str, str] = {
+    "digits": "1,797 real 8x8 handwritten digits bundled with scikit-learn, in [0, 1], 10 classes "
+    "(the default)",
+    "swiss-roll": "2-D swiss roll standardised to unit scale (toy set for quick runs and plots)",
+    "moons": "two interleaving half circles in 2-D, 2 classes (toy set)",
+    "ring": "a ring of 8 Gaussians of radius 2 in 2-D, 8 classes (toy set)",
+}
+
+
+def builtin_datasets() -> dict[str, str]:
+    """The built-in data sets: name -> one-line description."""
+    return dict(_BUILTINS)
+
+
+def _load_digits(name: str, options: Mapping[str, Any] | None) -> Dataset:
+    opts = _bind(options, "digits", "the built-in data set 'digits'")
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+    bunch = load_digits()
+    x = (np.asarray(bunch.images, dtype=np.float32) / 16.0)[:, None, :, :]
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    return _from_arrays(name, "scikit-learn's 8x8 handwritten digits", x, labels, opts)
+
+
+def _swiss_roll(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, None]:
+    t = 1.5 * np.pi * (1.0 + 2.0 * rng.random(n))
+    x = np.stack([t * np.cos(t), t * np.sin(t)], axis=1)
+    x = (x - x.mean(axis=0)) / x.std()
+    return x + noise * rng.standard_normal((n, 2)), None
+
+
+def _moons(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    labels = rng.integers(0, 2, n)
+    theta = np.pi * rng.random(n)
+    outer = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    inner = np.stack([1.0 - np.cos(theta), 0.5 - np.sin(theta)], axis=1)
+    x = np.where(labels[:, None] == 0, outer, inner) - np.array([0.5, 0.25])
+    return x + noise * rng.standard_normal((n, 2)), labels
+
+
+def _ring(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    labels = rng.integers(0, 8, n)
+    angle = 2.0 * np.pi * labels / 8.0
+    x = 2.0 * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    return x + noise * rng.standard_normal((n, 2)), labels
+
+
+_TOYS: dict[str, Callable[[int, float, np.random.Generator], tuple[np.ndarray, Any]]] = {
+    "swiss-roll": _swiss_roll,
+    "moons": _moons,
+    "ring": _ring,
+}
+
+
+def _load_toy(name: str, options: Mapping[str, Any] | None) -> Dataset:
+    opts = _bind(options, name, f"the built-in data set '{name}'")
+    rng = np.random.default_rng(opts["seed"])
+    x, labels = _TOYS[name](opts["n"], opts["noise"], rng)
+    what = f"{name} toy set, noise {opts['noise']:g}, seed {opts['seed']}"
+    return _from_arrays(name, what, x, labels, opts, unbounded=True)
+
+
+_BUILTIN_LOADERS: dict[str, Callable[[str, Mapping[str, Any] | None], Dataset]] = {
+    "digits": _load_digits,
+    "swiss-roll": _load_toy,
+    "moons": _load_toy,
+    "ring": _load_toy,
+}

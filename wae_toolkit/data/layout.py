@@ -1,0 +1,97 @@
+"""Array layouts: which shapes and dtypes hold samples, and their conversion to float32.
+
+How an array's shape maps to ``(N, *S)`` samples, the allowed dtypes, copying samples into one
+float32 tensor in chunks, and validating label arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from wae_toolkit.errors import DataError
+
+_ALLOWED_SHAPES = (
+    "(N, F) vectors, (N, H, W) grayscale images, (N, H, W, C) channels-last images with C in "
+    "1, 3 or 4 and H, W > 4, or (N, C, H, W) images with C in 1 or 3, with N >= 2 samples"
+)
+
+_CHUNK_BYTES = 64 * 2**20  # raw bytes gathered at a time when converting an array to float32
+
+
+def _layout(shape: tuple[int, ...], where: str) -> str:
+    """How an array of ``shape`` maps to samples: ``flat``, ``hw``, ``hwc`` or ``chw``."""
+    if len(shape) < 2 or shape[0] < 2 or 0 in shape:
+        raise DataError(f"{where} has shape {tuple(shape)}; allowed are {_ALLOWED_SHAPES}.")
+    if len(shape) == 2:
+        return "flat"
+    if len(shape) == 3:
+        return "hw"
+    if len(shape) == 4:
+        _, a, b, c = shape
+        if c in (1, 3, 4) and a > 4 and b > 4:
+            return "hwc"
+        if a in (1, 3):
+            return "chw"
+    raise DataError(f"{where} has shape {tuple(shape)}; allowed are {_ALLOWED_SHAPES}.")
+
+
+def _sample_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    if layout == "hw":
+        return (1, *shape[1:])
+    if layout == "hwc":
+        return (shape[3], shape[1], shape[2])
+    return tuple(shape[1:])
+
+
+def _check_dtype(dtype: np.dtype, where: str) -> None:
+    if dtype.hasobject:
+        raise DataError(
+            f"{where} holds Python objects (dtype {dtype}) and files are never unpickled; save "
+            "a numeric array (bool, integer or floating point) instead."
+        )
+    if dtype.kind not in "biuf":
+        raise DataError(
+            f"{where} holds non-numeric values (dtype {dtype}); only bool, integer and floating "
+            f"point arrays shaped {_ALLOWED_SHAPES} can be used."
+        )
+
+
+def _gather(x: np.ndarray, idx: np.ndarray | None, layout: str) -> torch.Tensor:
+    """Copy the samples ``x[idx]`` (all when ``idx`` is None) into one float32 tensor."""
+    n = len(x) if idx is None else len(idx)
+    out = np.empty((n, *_sample_shape(x.shape, layout)), dtype=np.float32)
+    per_sample = max(1, int(np.prod(x.shape[1:])) * x.dtype.itemsize)
+    step = max(1, _CHUNK_BYTES // per_sample)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        part = x[start:stop] if idx is None else x[idx[start:stop]]
+        part = np.asarray(part)
+        if layout == "hw":
+            part = part[:, None]
+        elif layout == "hwc":
+            part = part.transpose(0, 3, 1, 2)
+        out[start:stop] = part
+    if x.dtype == np.uint8:
+        out /= 255.0
+    return torch.from_numpy(out)
+
+
+def _as_labels(arr: Any, n: int, where: str, explicit: bool) -> np.ndarray | None:
+    """Validate a label array of ``n`` integer class labels; None (or an error) if unusable."""
+    arr = np.asarray(arr)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    ok = arr.ndim == 1 and len(arr) == n and arr.dtype.kind in "biuf" and not arr.dtype.hasobject
+    if ok and arr.dtype.kind == "f":
+        ok = bool(np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))
+    if ok:
+        return arr.astype(np.int64)
+    if explicit:
+        raise DataError(
+            f"{where} cannot be used as labels: labels must be a 1-D array of {n:,} integer class "
+            f"numbers (one per sample), got shape {arr.shape} and dtype {arr.dtype}."
+        )
+    return None

@@ -1,0 +1,51 @@
+"""The toolkit's errors. Every error the toolkit raises on purpose derives from :class:`WaeError`.
+
+The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``: 2 for usage errors
+(the input was wrong and the message says what is allowed), 1 for failures.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class WaeError(Exception):
+    """Root of all wae-toolkit errors."""
+
+    exit_code = 1
+
+
+class UsageError(WaeError, ValueError):
+    """The user asked for something that is not allowed; the message says what is."""
+
+    exit_code = 2
+
+
+class UnknownPluginError(UsageError, KeyError):
+    """No installed plugin of that kind has that name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginOptionError(UsageError):
+    """A plugin option does not exist or has a value of the wrong type."""
+
+
+class DataError(UsageError):
+    """A data set could not be found, read, or used with the chosen network."""
+
+
+class RunExistsError(UsageError):
+    """The output folder already holds a run."""
+
+
+class PluginLoadError(WaeError):
+    """An installed plugin failed to import, or does not follow its interface."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,68 @@
+"""The figures a finished run writes into its folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from wae_toolkit.data import Dataset
+from wae_toolkit.figures import save_image_grid, save_loss_curves, save_scatter
+from wae_toolkit.model import WAE
+
+__all__ = ["write_figures"]
+
+
+@torch.no_grad()
+def write_figures(
+    out: Path, model: WAE, data: Dataset, test_x: Tensor, records: list[dict[str, Any]], seed: int
+) -> list[Path]:
+    """Write reconstructions, samples and interpolations (images) or scatter plots (vectors), and
+    the loss curves. Returns the paths written."""
+    model.eval()
+    gen = torch.Generator(device=test_x.device).manual_seed(seed + 2)
+    files: list[Path] = []
+    if data.is_image:
+        vr = data.value_range
+        x = test_x[:32]
+        rec = model.reconstruct(x)
+        # Rows of 8 originals, each followed by the row of their reconstructions.
+        pairs = torch.stack([x.reshape(4, 8, *x.shape[1:]), rec.reshape(4, 8, *x.shape[1:])], 1)
+        files.append(
+            save_image_grid(out / "reconstructions.png", pairs.reshape(-1, *x.shape[1:]), value_range=vr)
+        )
+        files.append(save_image_grid(out / "samples.png", model.sample(64, generator=gen), value_range=vr))
+        a, b = test_x[:8], test_x[8:16]
+        inter = model.interpolate(a, b, steps=10)
+        files.append(
+            save_image_grid(
+                out / "interpolations.png", inter.reshape(-1, *x.shape[1:]), nrow=10, value_range=vr
+            )
+        )
+    else:
+        n = min(len(test_x), 2000)
+        x = test_x[:n]
+        if x[0].numel() == 2:
+            files.append(
+                save_scatter(
+                    out / "data.png",
+                    "held-out data, reconstructions and samples",
+                    {
+                        "data": x.reshape(n, 2),
+                        "reconstructions": model.reconstruct(x).reshape(n, 2),
+                        "samples G(z), z ~ prior": model.sample(n, generator=gen).reshape(n, 2),
+                    },
+                )
+            )
+    n = min(len(test_x), 2000)
+    z_q = model.encode(test_x[:n], sample=True)
+    z_p = model.prior.sample(n, generator=gen)
+    title = "codes vs prior" + (" (first 2 of %d dims)" % z_q.shape[1] if z_q.shape[1] > 2 else "")
+    if z_q.shape[1] >= 2:
+        files.append(save_scatter(out / "latent.png", title, {"prior z_p": z_p, "codes z_q": z_q}))
+    curves = save_loss_curves(out / "losses.png", records)
+    if curves is not None:
+        files.append(curves)
+    return files

@@ -1,0 +1,205 @@
+"""Run folders: what a run writes, and loading it back.
+
+A run folder holds::
+
+    config.json        the resolved configuration: every plugin's name, options, distribution
+                       and version, the data set's shape, the toolkit and torch versions
+    metrics.jsonl      one JSON object per line: step losses, epoch summaries, evaluations
+    model.safetensors  the weights (model, prior, penalty critic), never a pickle
+    summary.json       final metrics and the list of files
+    *.png              figures
+
+Nothing is unpickled when a run is loaded: weights are safetensors and the rest is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wae_toolkit.errors import RunExistsError, UsageError
+
+__all__ = ["RUN_FILES", "prepare_run_dir", "default_run_dir", "MetricsWriter", "LoadedRun", "load_run"]
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+WEIGHTS = "model.safetensors"
+SUMMARY = "summary.json"
+#: Files a run writes; ``--overwrite`` removes exactly these and nothing else.
+RUN_FILES = (
+    CONFIG,
+    METRICS,
+    WEIGHTS,
+    SUMMARY,
+    "reconstructions.png",
+    "samples.png",
+    "interpolations.png",
+    "losses.png",
+    "data.png",
+    "latent.png",
+)
+
+
+def default_run_dir(data: str, penalty: str, root: str | Path = "runs") -> Path:
+    """A new folder ``runs/<data>-<penalty>-<date>-<time>`` that does not exist yet."""
+    stem = Path(data).stem if os.sep in data or "." in data else data
+    base = Path(root) / f"{stem}-{penalty}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, i = base, 2
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def check_run_dir(path: Path, overwrite: bool) -> list[str]:
+    """Check that ``path`` may receive a run, without writing anything.
+
+    Returns the names of the old run's files that ``--overwrite`` will replace.
+
+    Raises:
+        RunExistsError: ``path`` holds a run and ``overwrite`` is False, or holds other files.
+        UsageError: ``path`` is a file, or its parent cannot be written.
+    """
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"The output path '{path}' is a file; give a folder for the run.")
+    if path.is_dir():
+        entries = [p.name for p in path.iterdir()]
+        old_run = [n for n in entries if n in RUN_FILES]
+        others = [n for n in entries if n not in RUN_FILES]
+        if old_run and not overwrite:
+            raise RunExistsError(
+                f"The folder '{path}' already holds a run; choose another --out, or pass "
+                "--overwrite to replace that run's files."
+            )
+        if others and not old_run:
+            raise RunExistsError(
+                f"The folder '{path}' is not empty and holds no run ({', '.join(sorted(others)[:3])}"
+                f"{', ...' if len(others) > 3 else ''}); choose a new or empty folder for --out."
+            )
+        return old_run
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"Cannot create the run folder '{path}': '{parent}' is not writable.")
+    return []
+
+
+def prepare_run_dir(path: Path, overwrite: bool) -> list[str]:
+    """Create ``path`` (after :func:`check_run_dir`) and remove an old run's files if allowed."""
+    replaced = check_run_dir(path, overwrite)
+    path.mkdir(parents=True, exist_ok=True)
+    for name in replaced:
+        (path / name).unlink()
+    return replaced
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically: a temporary file, then a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, tuple | set):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to ``metrics.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record, default=_json_default) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All records of a run's ``metrics.jsonl``."""
+    path = Path(run_dir) / METRICS
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def save_weights(path: Path, tensors: dict[str, Any]) -> None:
+    """Save tensors as safetensors atomically."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+@dataclass
+class LoadedRun:
+    """A run folder loaded back: its configuration, model and penalty, in eval mode on CPU."""
+
+    path: Path
+    config: Any  # RunConfig
+    record: dict[str, Any]
+    model: Any  # WAE
+    penalty: Any  # LatentPenalty
+    cost: Any  # Cost
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+    """Load a run folder written by :func:`wae_toolkit.train.train`.
+
+    Plugins are resolved by name through the registry (so they must be installed); weights are
+    read from safetensors; nothing is unpickled.
+    """
+    from safetensors.torch import load_file
+
+    from wae_toolkit.components import build_components
+    from wae_toolkit.config import RunConfig
+
+    path = Path(run_dir)
+    cfg_path = path / CONFIG
+    if not cfg_path.is_file():
+        raise UsageError(f"'{path}' is not a run folder: it has no {CONFIG}.")
+    try:
+        record = json.loads(cfg_path.read_text(encoding="utf-8"))
+        config = RunConfig.from_dict(record["run"])
+        data = record["data"]
+        shape = tuple(int(s) for s in data["sample_shape"])
+        vr = data.get("value_range")
+        value_range = None if vr is None else (float(vr[0]), float(vr[1]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"'{cfg_path}' is not a valid run configuration: {exc}.") from None
+    comps = build_components(config, shape, value_range)
+    weights_path = path / WEIGHTS
+    if not weights_path.is_file():
+        raise UsageError(f"The run folder '{path}' has no {WEIGHTS}; the run did not finish.")
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise UsageError(f"'{weights_path}' is not a valid safetensors file: {exc}.") from None
+    model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    pen_sd = {k[8:]: v for k, v in tensors.items() if k.startswith("penalty.")}
+    try:
+        comps.model.load_state_dict(model_sd)
+        comps.penalty.load_state_dict(pen_sd)
+    except RuntimeError as exc:
+        raise UsageError(
+            f"The weights in '{weights_path}' do not fit the model its configuration describes: "
+            f"{str(exc).splitlines()[0]}"
+        ) from None
+    comps.model.to(device).eval()
+    comps.penalty.to(device).eval()
+    return LoadedRun(path, config, record, comps.model, comps.penalty, comps.cost)
+

@@ -1,0 +1,275 @@
+"""The one training loop, for every combination of cost, penalty, prior and network.
+
+Each step, for a batch ``x`` of B samples:
+
+1. ``z_q = E(x)`` (a draw from Q(Z|x) for a Gaussian encoder), ``z_p ~ P_Z`` (B samples);
+2. adversarial penalties update their critic: ``penalty.critic_step(z_q.detach(), z_p)``;
+3. ``loss = mean_i c(x_i, G(z_q_i)) + lambda * penalty(z_q, z_p)``; one Adam step on the encoder,
+   the decoder and any prior parameters.
+
+The data set lives on the device as one tensor and batches are taken by indexing a permutation.
+Losses stay on the device and are read back every ``log_every`` steps only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wae_toolkit import __version__
+from wae_toolkit.components import Components, build_components
+from wae_toolkit.config import RunConfig
+from wae_toolkit.data import Dataset, load_dataset
+from wae_toolkit.errors import UsageError, WaeError
+from wae_toolkit.evaluation import evaluate, prior_mmd_floor
+from wae_toolkit.runs import (
+    CONFIG,
+    METRICS,
+    SUMMARY,
+    WEIGHTS,
+    MetricsWriter,
+    check_run_dir,
+    default_run_dir,
+    prepare_run_dir,
+    read_metrics,
+    save_weights,
+    write_json,
+)
+
+__all__ = ["train", "Callback", "RunResult", "TrainingError", "resolve_device"]
+
+
+class TrainingError(WaeError):
+    """Training cannot go on (a loss became NaN or infinite)."""
+
+
+class Callback:
+    """Hooks the training loop calls; the CLI uses them to draw its progress bar.
+
+    Every method is optional. ``logs`` hold plain floats.
+    """
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        """Called once, before the first step, with the run folder, sizes and device."""
+
+    def on_log(self, step: int, epoch: int, logs: dict[str, float]) -> None:
+        """Called every ``log_every`` steps with the mean losses since the last call."""
+
+    def on_epoch_end(self, epoch: int, step: int, logs: dict[str, float]) -> None:
+        """Called after every epoch with its mean losses (and evaluations when run)."""
+
+    def on_end(self, result: RunResult) -> None:
+        """Called once the run folder is complete."""
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    components: Components
+    dataset: Dataset
+    files: list[Path] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+
+    @property
+    def model(self) -> Any:
+        return self.components.model
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when torch sees a GPU, else CPU; other names are checked."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(
+                f"--device {device} was asked for but this torch sees no CUDA GPU; use "
+                "--device cpu or --device auto."
+            )
+        idx = device.partition(":")[2]
+        if idx and (not idx.isdigit() or int(idx) >= torch.cuda.device_count()):
+            raise UsageError(
+                f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s), "
+                f"numbered 0 to {torch.cuda.device_count() - 1}."
+            )
+    if device == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise UsageError("--device mps was asked for but MPS is not available; use cpu or auto.")
+    return torch.device(device)
+
+
+def _mean_logs(acc: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+    """Average the logged scalars with a single device-to-host transfer."""
+    keys = [k for k, v in acc.items() if v]
+    if not keys:
+        return {}
+    means = torch.stack([torch.stack(acc[k]).float().mean() for k in keys]).tolist()
+    return dict(zip(keys, means, strict=True))
+
+
+def _check_finite(logs: dict[str, float], step: int) -> None:
+    bad = [k for k in ("cost", "penalty", "critic_loss") if k in logs and not math.isfinite(logs[k])]
+    if bad:
+        raise TrainingError(
+            f"The {' and '.join(bad)} became {logs[bad[0]]} by step {step}. Lower lambda or the "
+            "learning rate, or check the kernel scale (--penalty-opt bandwidth=...) and the data."
+        )
+
+
+def train(config: RunConfig, callback: Callback | None = None) -> RunResult:
+    """Train a WAE as ``config`` says and write its run folder.
+
+    Everything is validated (configuration, plugins and their options, data, network shape,
+    output folder) before anything is written.
+
+    Returns:
+        a :class:`RunResult` with the run folder, the summary metrics and the trained model.
+
+    Raises:
+        UsageError: bad configuration, plugin name or option, data, or output folder.
+        TrainingError: a loss became NaN or infinite.
+    """
+    cb = callback or Callback()
+    config.validate()
+    device = resolve_device(config.device)
+    out = Path(config.out) if config.out else default_run_dir(config.data, config.penalty)
+    check_run_dir(out, config.overwrite)
+
+    torch.manual_seed(config.seed)
+    data = load_dataset(config.data, config.data_opts)
+    comps = build_components(config, data.sample_shape, data.value_range)
+    model, cost, penalty = comps.model, comps.cost, comps.penalty
+    model.to(device)
+    penalty.to(device)
+    train_x = data.train.to(device)
+    test_x = data.test.to(device)
+    n = len(train_x)
+    batch = min(config.batch_size, n)
+    steps_per_epoch = max(1, n // batch)
+    total_steps = steps_per_epoch * config.epochs
+    eval_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    floor = prior_mmd_floor(model.prior, min(len(test_x), 2000), eval_gen)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(
+        params, lr=config.lr, betas=(config.beta1, config.beta2), foreach=device.type != "cpu"
+    )
+
+    replaced = prepare_run_dir(out, config.overwrite)
+    record = {
+        "wae_toolkit_version": __version__,
+        "torch_version": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "device": str(device),
+        "run": {**config.to_dict(), "out": str(out), "overwrite": False}
+        | {f"{k}_opts": v["options"] for k, v in comps.plugins.items()},
+        "plugins": comps.plugins,
+        "data": {
+            "name": data.name,
+            "description": data.description,
+            "sample_shape": list(data.sample_shape),
+            "value_range": None if data.value_range is None else list(data.value_range),
+            "train_size": n,
+            "test_size": len(test_x),
+        },
+        "decoder_output": comps.decoder_output,
+    }
+    write_json(out / CONFIG, record)
+    writer = MetricsWriter(out / METRICS)
+    cb.on_start(
+        {
+            "run_dir": out,
+            "device": str(device),
+            "epochs": config.epochs,
+            "steps_per_epoch": steps_per_epoch,
+            "total_steps": total_steps,
+            "batch_size": batch,
+            "train_size": n,
+            "test_size": len(test_x),
+            "data": data.description,
+        }
+    )
+
+    def run_eval(epoch: int, step: int) -> dict[str, float]:
+        res = evaluate(model, cost, test_x, eval_gen) | {"prior_mmd": floor}
+        writer.write({"kind": "eval", "epoch": epoch, "step": step, **res})
+        return res
+
+    step = 0
+    started = time.perf_counter()
+    last_eval = run_eval(0, 0)
+    try:
+        for epoch in range(config.epochs):
+            lr = config.lr * config.lr_factor(epoch)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            model.train()
+            penalty.train()
+            epoch_acc: dict[str, list[torch.Tensor]] = {}
+            log_acc: dict[str, list[torch.Tensor]] = {}
+            perm = torch.randperm(n, device=device)
+            for i in range(steps_per_epoch):
+                x = train_x[perm[i * batch : (i + 1) * batch]]
+                z_q = model.encode(x)
+                z_p = model.prior.sample(len(x))
+                logs: dict[str, torch.Tensor] = {}
+                if penalty.adversarial:
+                    logs.update(penalty.critic_step(z_q.detach(), z_p.detach()))
+                rec = cost(x, model.decode(z_q)).mean()
+                pen = penalty(z_q, z_p)
+                loss = rec + config.lam * pen
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                logs.update(loss=loss.detach(), cost=rec.detach(), penalty=pen.detach())
+                for k, v in logs.items():
+                    log_acc.setdefault(k, []).append(v)
+                    epoch_acc.setdefault(k, []).append(v)
+                if step % config.log_every == 0 or i == steps_per_epoch - 1:
+                    means = _mean_logs(log_acc)
+                    log_acc = {}
+                    _check_finite(means, step)
+                    writer.write({"kind": "step", "epoch": epoch, "step": step, **means})
+                    cb.on_log(step, epoch, means)
+            epoch_logs = _mean_logs(epoch_acc) | {"lr": lr}
+            writer.write({"kind": "epoch", "epoch": epoch, "step": step, **epoch_logs})
+            last = epoch == config.epochs - 1
+            if (epoch + 1) % config.eval_every == 0 or last:
+                last_eval = run_eval(epoch + 1, step)
+                epoch_logs |= last_eval
+            cb.on_epoch_end(epoch, step, epoch_logs)
+        seconds = time.perf_counter() - started
+    finally:
+        writer.close()
+
+    model.eval()
+    penalty.eval()
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors |= {f"penalty.{k}": v for k, v in penalty.state_dict().items()}
+    save_weights(out / WEIGHTS, tensors)
+    from wae_toolkit.report import write_figures
+
+    files = write_figures(out, model, data, test_x, read_metrics(out), config.seed)
+    summary = {
+        "run_dir": str(out),
+        "steps": step,
+        "epochs": config.epochs,
+        "seconds": round(seconds, 3),
+        "samples_per_second": round(step * batch / max(seconds, 1e-9), 1),
+        "device": str(device),
+        **last_eval,
+        "files": [p.name for p in [out / CONFIG, out / METRICS, out / WEIGHTS, *files]],
+    }
+    write_json(out / SUMMARY, summary)
+    result = RunResult(out, summary, comps, data, [out / WEIGHTS, *files], replaced)
+    cb.on_end(result)
+    return result

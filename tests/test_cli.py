@@ -39,8 +39,19 @@ def error_line(stderr: str) -> str:
 def test_plugins_list_shows_the_eleven_builtins(capsys):
     code, out, _ = wae(capsys, "plugins", "list")
     assert code == 0
-    for name in ("l2", "l1", "bce", "mmd-imq", "mmd-rbf", "gan-js", "sinkhorn", "gaussian",
-                 "gmm", "mlp", "conv"):
+    for name in (
+        "l2",
+        "l1",
+        "bce",
+        "mmd-imq",
+        "mmd-rbf",
+        "gan-js",
+        "sinkhorn",
+        "gaussian",
+        "gmm",
+        "mlp",
+        "conv",
+    ):
         assert name in out
     assert "wae-toolkit" in out
 
@@ -69,11 +80,15 @@ def test_broken_third_party_plugin_beside_good_ones(capsys, fake_dist, tmp_path)
     code, out, _ = wae(capsys, "plugins", "list", "--kind", "penalty", "--check")
     assert code == 1  # a plugin failed its check; the table still lists every plugin
     assert "a_module_that_does_not_exist" in out and "ok" in out
-    code, _, err = wae(capsys, "run", "--penalty", "broken-penalty", "--out", str(tmp_path / "r"), *FAST)
+    code, _, err = wae(
+        capsys, "run", "--penalty", "broken-penalty", "--out", str(tmp_path / "r"), *FAST
+    )
     line = error_line(err)
     assert code == 1 and "broken-penalty" in line and FAKE_DIST in line
     assert not (tmp_path / "r").exists()
-    code, _, err = wae(capsys, "run", "--penalty", "mean-match", "--out", str(tmp_path / "ok"), *FAST)
+    code, _, err = wae(
+        capsys, "run", "--penalty", "mean-match", "--out", str(tmp_path / "ok"), *FAST
+    )
     assert code == 0, err
     config = json.loads((tmp_path / "ok" / "config.json").read_text())
     assert config["plugins"]["penalty"]["distribution"] == FAKE_DIST
@@ -82,7 +97,10 @@ def test_broken_third_party_plugin_beside_good_ones(capsys, fake_dist, tmp_path)
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--penalty", "mmd-imk"], ["Unknown penalty 'mmd-imk'", "Did you mean 'mmd-imq'", "Available"]),
+        (
+            ["--penalty", "mmd-imk"],
+            ["Unknown penalty 'mmd-imk'", "Did you mean 'mmd-imq'", "Available"],
+        ),
         (["--cost", "l3"], ["Unknown cost 'l3'", "Available"]),
         (["--penalty-opt", "bandwith=2"], ["no option 'bandwith'", "Did you mean 'bandwidth'"]),
         (["--penalty-opt", "bandwidth=wide"], ["'wide'", "expected a number"]),
@@ -115,8 +133,9 @@ def test_bad_data_files(capsys, tmp_path):
     assert code == 2 and "notes.npy" in error_line(err)
     vec = tmp_path / "vectors.npy"
     np.save(vec, np.random.rand(50, 5).astype(np.float32))
-    code, _, err = wae(capsys, "run", "--data", str(vec), "--network", "conv",
-                       "--out", str(tmp_path / "b"), *FAST)
+    code, _, err = wae(
+        capsys, "run", "--data", str(vec), "--network", "conv", "--out", str(tmp_path / "b"), *FAST
+    )
     assert code == 2 and "(C, H, W)" in error_line(err)
 
 
@@ -145,7 +164,9 @@ def test_non_empty_folder_without_a_run_is_refused(capsys, tmp_path):
 
 
 def test_verbose_shows_the_traceback(capsys, tmp_path):
-    code, _, err = wae(capsys, "run", "--penalty", "nope", "--verbose", "--out", str(tmp_path / "r"), *FAST)
+    code, _, err = wae(
+        capsys, "run", "--penalty", "nope", "--verbose", "--out", str(tmp_path / "r"), *FAST
+    )
     assert code == 2 and "Traceback" in err
 
 

@@ -46,7 +46,10 @@ def test_fake_distribution_is_listed_without_import(fake_dist):
     infos = {i.name: i for i in registry.list_plugins("penalty")}
     good = infos["mean-match"]
     assert good.distribution == FAKE_DIST and good.version == FAKE_VERSION
-    assert good.description == "Squared distance between the means of the codes and of the prior samples."
+    assert (
+        good.description
+        == "Squared distance between the means of the codes and of the prior samples."
+    )
     assert "broken-penalty" in infos  # listed from metadata even though its import fails
     assert "fakeplug.good" not in sys.modules and "fakeplug.broken" not in sys.modules
 
@@ -69,7 +72,9 @@ def test_broken_plugin_fails_alone_with_a_clear_error(fake_dist):
 
 
 def test_entry_point_that_is_not_an_interface_class(fake_dist):
-    with pytest.raises(PluginLoadError, match="not a subclass of wae_toolkit.interfaces.LatentPenalty"):
+    with pytest.raises(
+        PluginLoadError, match="not a subclass of wae_toolkit.interfaces.LatentPenalty"
+    ):
         registry.get_plugin_class("penalty", "not-a-class")
 
 
@@ -97,7 +102,9 @@ def test_autoload_can_be_disabled(fake_dist, monkeypatch):
 def test_option_errors():
     with pytest.raises(PluginOptionError) as exc:
         registry.create("penalty", "mmd-imq", bandwith="2.0")
-    assert "no option 'bandwith'" in str(exc.value) and "Did you mean 'bandwidth'?" in str(exc.value)
+    assert "no option 'bandwith'" in str(exc.value) and "Did you mean 'bandwidth'?" in str(
+        exc.value
+    )
     with pytest.raises(PluginOptionError) as exc:
         registry.create("cost", "l2", scale="big")
     assert "'big'" in str(exc.value) and "expected a number" in str(exc.value)

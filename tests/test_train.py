@@ -25,8 +25,19 @@ def test_every_penalty_trains_on_digits_through_the_cli(capsys, tmp_path, penalt
     out_dir = tmp_path / penalty
     opts = ["--penalty-opt", "hidden=64"] if penalty == "gan-js" else []
     code, out, err = wae(
-        capsys, "run", "--penalty", penalty, *opts, "--epochs", "1", "--data-opt", "limit=300",
-        "--device", "cpu", "--out", str(out_dir),
+        capsys,
+        "run",
+        "--penalty",
+        penalty,
+        *opts,
+        "--epochs",
+        "1",
+        "--data-opt",
+        "limit=300",
+        "--device",
+        "cpu",
+        "--out",
+        str(out_dir),
     )
     assert code == 0, err
     files = {p.name for p in out_dir.iterdir()}

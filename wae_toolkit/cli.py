@@ -61,6 +61,7 @@ def _root(
 # wae run
 
 _OPT_HELP = "Option of the {0} plugin as NAME=VALUE; repeatable (see 'wae plugins show NAME')."
+_HELP = {k: _OPT_HELP.format(k) for k in ("cost", "penalty", "prior", "network")}
 
 
 @app.command()
@@ -78,14 +79,16 @@ def run(
         help="Built-in data set (digits, swiss-roll, moons, ring) or a path: .npy/.npz, a "
         "folder of images, or a folder of MNIST IDX files.",
     ),
-    cost_opt: list[str] = typer.Option(None, "--cost-opt", help=_OPT_HELP.format("cost")),
-    penalty_opt: list[str] = typer.Option(None, "--penalty-opt", help=_OPT_HELP.format("penalty")),
-    prior_opt: list[str] = typer.Option(None, "--prior-opt", help=_OPT_HELP.format("prior")),
-    network_opt: list[str] = typer.Option(None, "--network-opt", help=_OPT_HELP.format("network")),
+    cost_opt: list[str] = typer.Option(None, "--cost-opt", help=_HELP["cost"]),
+    penalty_opt: list[str] = typer.Option(None, "--penalty-opt", help=_HELP["penalty"]),
+    prior_opt: list[str] = typer.Option(None, "--prior-opt", help=_HELP["prior"]),
+    network_opt: list[str] = typer.Option(None, "--network-opt", help=_HELP["network"]),
     data_opt: list[str] = typer.Option(
         None, "--data-opt", help="Option of the data source as NAME=VALUE (size, key, limit...)."
     ),
-    latent_dim: int = typer.Option(None, "--latent-dim", "-d", help="Latent dimension D. [default: 8]"),
+    latent_dim: int = typer.Option(
+        None, "--latent-dim", "-d", help="Latent dimension D. [default: 8]"
+    ),
     encoder: str = typer.Option(
         None, help="Encoder kind: deterministic or gaussian. [default: deterministic]"
     ),
@@ -96,7 +99,8 @@ def run(
     beta1: float = typer.Option(None, help="Adam beta1. [default: 0.5, the paper's]"),
     beta2: float = typer.Option(None, help="Adam beta2. [default: 0.999]"),
     lr_schedule: str = typer.Option(
-        None, help="Learning-rate factors from given epochs, e.g. 30:0.5,50:0.1 (the paper's MNIST)."
+        None,
+        help="Learning-rate factors from given epochs, e.g. 30:0.5,50:0.1 (the paper's MNIST).",
     ),
     seed: int = typer.Option(None, help="Random seed; same seed, same run on CPU. [default: 0]"),
     device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps. [default: auto]"),
@@ -105,7 +109,9 @@ def run(
     ),
     overwrite: bool = typer.Option(False, help="Replace the run already in --out."),
     log_every: int = typer.Option(None, help="Log step losses every N steps. [default: 10]"),
-    eval_every: int = typer.Option(None, help="Evaluate on held-out data every N epochs. [default: 10]"),
+    eval_every: int = typer.Option(
+        None, help="Evaluate on held-out data every N epochs. [default: 10]"
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full tracebacks on errors."),
 ) -> None:
     """Train a Wasserstein Auto-Encoder and write its run folder (weights, metrics, figures).
@@ -164,7 +170,9 @@ def run(
 @plugins_app.command("list")
 def plugins_list(
     kind: str = typer.Option(None, "--kind", "-k", help=f"Only this kind: {', '.join(KINDS)}."),
-    check: bool = typer.Option(False, "--check", help="Import each plugin and show ok or its error."),
+    check: bool = typer.Option(
+        False, "--check", help="Import each plugin and show ok or its error."
+    ),
 ) -> None:
     """Table of installed plugins: kind, name, distribution, version, description.
 
@@ -176,7 +184,7 @@ def plugins_list(
         table.add_column(col, overflow="fold", no_wrap=col in ("kind", "name"))
     if check:
         table.add_column("status", overflow="fold")
-    failed = 0
+    failures: list[str] = []
     for info in infos:
         dist = info.distribution
         if info.clashes:
@@ -189,11 +197,13 @@ def plugins_list(
                 get_plugin_class(info.kind, info.name)
                 row.append("[green]ok[/green]")
             except WaeError as exc:
-                failed += 1
-                row.append(f"[red]{_escape(str(exc))}[/red]")
+                failures.append(f"[red]{info.kind} {info.name}:[/red] {_escape(str(exc))}")
+                row.append("[red]failed[/red] (below)")
         table.add_row(*row)
     out.print(table)
-    if check and failed:
+    for line in failures:
+        out.print(line, soft_wrap=True)
+    if failures:
         raise typer.Exit(1)
 
 
@@ -219,10 +229,13 @@ def plugins_show(
     if not kinds:
         every = sorted({n for k in KINDS for n in plugin_names(k)})
         raise UnknownPluginError(
-            f"No plugin is named '{name}'.{did_you_mean(name, every)} Available: {', '.join(every)}."
+            f"No plugin is named '{name}'.{did_you_mean(name, every)} "
+            f"Available: {', '.join(every)}."
         )
     if len(kinds) > 1:
-        raise WaeError(f"'{name}' names a plugin of several kinds ({', '.join(kinds)}); add --kind.")
+        raise WaeError(
+            f"'{name}' names a plugin of several kinds ({', '.join(kinds)}); add --kind."
+        )
     info = get_plugin_info(kinds[0], name)
     cls = get_plugin_class(kinds[0], name)
     out.print(
@@ -244,7 +257,9 @@ def plugins_show(
         table.add_row(spec.name, _escape(spec.type_name), _escape(default), _escape(help_))
     out.print(table)
     flag = f"--{info.kind}-opt"
-    out.print(f"Set options with {flag} NAME=VALUE, e.g. 'wae run --{info.kind} {name} {flag} ...'.")
+    out.print(
+        f"Set options with {flag} NAME=VALUE, e.g. 'wae run --{info.kind} {name} {flag} ...'."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,23 +267,13 @@ def plugins_show(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``wae`` console script: one red line per error, exit 2 for usage."""
-    import click
-
     args = sys.argv[1:] if argv is None else list(argv)
     _STATE["verbose"] = any(a in ("--verbose", "-v") for a in args) or bool(
         os.environ.get("WAE_VERBOSE")
     )
-    command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="wae", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err.print("[red]Interrupted.[/red]")
-        sys.exit(130)
+        # Standalone mode: Typer reports its own usage errors (exit 2) and exits.
+        app(args=args, prog_name="wae")
     except WaeError as exc:
         if _STATE["verbose"]:
             err.print_exception()

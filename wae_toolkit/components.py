@@ -11,7 +11,7 @@ from typing import Any
 
 from wae_toolkit.config import RunConfig
 from wae_toolkit.errors import DataError, UsageError
-from wae_toolkit.interfaces import Cost, LatentPenalty, Network, Prior
+from wae_toolkit.interfaces import Cost, LatentPenalty, Network
 from wae_toolkit.model import WAE
 from wae_toolkit.options import resolved_options
 from wae_toolkit.registry import create, get_plugin_info
@@ -83,7 +83,9 @@ def build_components(
     if need is not None:
         lo, hi = need
         if value_range is None or value_range[0] < lo or value_range[1] > hi:
-            have = "unbounded" if value_range is None else f"in [{value_range[0]}, {value_range[1]}]"
+            have = (
+                "unbounded" if value_range is None else f"in [{value_range[0]}, {value_range[1]}]"
+            )
             raise DataError(
                 f"The cost '{config.cost}' needs data in [{lo}, {hi}], but this data is {have}; "
                 "use --cost l2 or l1, or rescale the data."

@@ -36,7 +36,9 @@ def latent_mmd(z_q: Tensor, z_p: Tensor, prior: Prior) -> float:
 def prior_mmd_floor(prior: Prior, n: int, generator: torch.Generator, repeats: int = 5) -> float:
     """Mean :func:`latent_mmd` between pairs of independent prior batches of ``n`` samples."""
     vals = [
-        latent_mmd(prior.sample(n, generator=generator), prior.sample(n, generator=generator), prior)
+        latent_mmd(
+            prior.sample(n, generator=generator), prior.sample(n, generator=generator), prior
+        )
         for _ in range(repeats)
     ]
     return sum(vals) / len(vals)
@@ -63,7 +65,9 @@ def evaluate(
         mean, log_var = model.encode_stats(x)
         total += float(cost(x, model.decode(mean)).sum())
         if log_var is not None:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            noise = torch.randn(
+                mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
+            )
             mean = mean + noise * (0.5 * log_var).exp()
         codes.append(mean)
     z_q = torch.cat(codes)[:MAX_MMD_SAMPLES]

@@ -12,10 +12,11 @@ Tensor names are fixed across all interfaces: ``x`` (data, ``(B, *S)``), ``x_hat
 (reconstructions, same shape), ``z_q`` (codes, ``(B, D)``), ``z_p`` (prior samples, ``(N, D)``).
 
 Plugins are classes that subclass one of these and are registered under an entry point group
-(see :mod:`wae_toolkit.registry`). Every constructor argument must be a keyword with a default and
-a type annotation among ``bool``, ``int``, ``float``, ``str``, ``Literal[...]``, ``tuple[float, ...]``,
-``tuple[int, ...]`` or ``X | None``: that is how the CLI's ``--penalty-opt name=value`` finds the
-options, converts the values and records them in the run configuration.
+(see :mod:`wae_toolkit.registry`). Every constructor argument must be a keyword with a default
+and a type annotation among ``bool``, ``int``, ``float``, ``str``, ``Literal[...]``,
+``tuple[float, ...]``, ``tuple[int, ...]`` or ``X | None``, and be stored as an attribute of the
+same name: that is how the CLI's ``--penalty-opt name=value`` finds the options, converts the
+values and records them in the run configuration.
 """
 
 from __future__ import annotations
@@ -135,13 +136,17 @@ class LatentPenalty(nn.Module, ABC):
     Adversarial penalties (a latent discriminator or critic) set ``adversarial = True``, own their
     parameters and their optimizer, and implement :meth:`critic_step`. The training loop calls
     ``critic_step(z_q.detach(), z_p)`` once per training step, before the model's own update; the
-    model's optimizer never sees the penalty's parameters. For such penalties ``forward`` returns the
-    encoder's (generator's) loss.
+    model's optimizer never sees the penalty's parameters. For such penalties ``forward`` returns
+    the encoder's (generator's) loss.
+
+    A saved run is loaded by building the penalty, calling :meth:`bind`, then
+    ``load_state_dict``, so parameters created in :meth:`bind` are restored.
     """
 
     adversarial: ClassVar[bool] = False
-    #: Whether ``penalty(z_p, z_p)`` is exactly zero (checked by :mod:`wae_toolkit.testing`).
-    zero_on_identical: ClassVar[bool] = False
+    #: Whether ``penalty(z, z)`` is exactly zero (checked by :mod:`wae_toolkit.testing`); may be
+    #: set per instance when it depends on an option (an MMD estimator, say).
+    zero_on_identical: bool = False
     #: Whether the penalty uses prior samples at all (a closed-form KL does not).
     needs_prior_samples: ClassVar[bool] = True
 
@@ -209,7 +214,7 @@ def output_activation(output: str) -> nn.Module:
 
 
 class GaussianHead(nn.Module):
-    """Turns features ``(B, F)`` into codes, or into ``(mean, log_variance)`` for a Gaussian encoder.
+    """Maps features ``(B, F)`` to codes, or to ``(mean, log_variance)`` for a Gaussian encoder.
 
     Networks end their encoders with it so that every network supports both encoder kinds.
     """

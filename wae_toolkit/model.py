@@ -24,7 +24,9 @@ class WAE(nn.Module):
         gaussian: whether the encoder is Gaussian (random) rather than deterministic.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: Prior, gaussian: bool) -> None:
+    def __init__(
+        self, encoder: nn.Module, decoder: nn.Module, prior: Prior, gaussian: bool
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -36,7 +38,7 @@ class WAE(nn.Module):
         return self.prior.dim
 
     def encode_stats(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Return ``(mean, log_variance)`` of Q(Z|x); ``log_variance`` is None when deterministic."""
+        """``(mean, log_variance)`` of Q(Z|x); ``log_variance`` is None when deterministic."""
         out = self.encoder(x)
         if self.gaussian:
             mean, log_var = out

@@ -108,7 +108,9 @@ def parse_assignments(items: list[str] | tuple[str, ...] | None, flag: str) -> d
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise UsageError(f"{flag} expects NAME=VALUE (for example {flag} scale=0.05); got '{item}'.")
+            raise UsageError(
+                f"{flag} expects NAME=VALUE (for example {flag} scale=0.05); got '{item}'."
+            )
         out[key.replace("-", "_")] = value.strip()
     return out
 

@@ -247,9 +247,7 @@ def _module_source_path(module: str) -> str | None:
     for part in parts[1:]:
         if spec is None or not spec.submodule_search_locations:
             return None
-        spec = importlib.machinery.PathFinder.find_spec(
-            part, list(spec.submodule_search_locations)
-        )
+        spec = importlib.machinery.PathFinder.find_spec(part, list(spec.submodule_search_locations))
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return None
     return spec.origin

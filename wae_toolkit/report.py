@@ -26,21 +26,28 @@ def write_figures(
     files: list[Path] = []
     if data.is_image:
         vr = data.value_range
-        x = test_x[:32]
+        shape = tuple(test_x.shape[1:])
+        cols = min(8, len(test_x))
+        rows = min(4, len(test_x) // cols)
+        x = test_x[: rows * cols]
         rec = model.reconstruct(x)
-        # Rows of 8 originals, each followed by the row of their reconstructions.
-        pairs = torch.stack([x.reshape(4, 8, *x.shape[1:]), rec.reshape(4, 8, *x.shape[1:])], 1)
-        files.append(
-            save_image_grid(out / "reconstructions.png", pairs.reshape(-1, *x.shape[1:]), value_range=vr)
-        )
-        files.append(save_image_grid(out / "samples.png", model.sample(64, generator=gen), value_range=vr))
-        a, b = test_x[:8], test_x[8:16]
-        inter = model.interpolate(a, b, steps=10)
+        # Rows of originals, each followed by the row of their reconstructions.
+        pairs = torch.stack([x.reshape(rows, cols, *shape), rec.reshape(rows, cols, *shape)], 1)
         files.append(
             save_image_grid(
-                out / "interpolations.png", inter.reshape(-1, *x.shape[1:]), nrow=10, value_range=vr
+                out / "reconstructions.png", pairs.reshape(-1, *shape), nrow=cols, value_range=vr
             )
         )
+        samples = model.sample(64, generator=gen)
+        files.append(save_image_grid(out / "samples.png", samples, value_range=vr))
+        m = min(8, len(test_x) // 2)
+        if m:
+            inter = model.interpolate(test_x[:m], test_x[m : 2 * m], steps=10)
+            files.append(
+                save_image_grid(
+                    out / "interpolations.png", inter.reshape(-1, *shape), nrow=10, value_range=vr
+                )
+            )
     else:
         n = min(len(test_x), 2000)
         x = test_x[:n]
@@ -59,7 +66,8 @@ def write_figures(
     n = min(len(test_x), 2000)
     z_q = model.encode(test_x[:n], sample=True)
     z_p = model.prior.sample(n, generator=gen)
-    title = "codes vs prior" + (" (first 2 of %d dims)" % z_q.shape[1] if z_q.shape[1] > 2 else "")
+    dims = z_q.shape[1]
+    title = "codes vs prior" + (f" (first 2 of {dims} dims)" if dims > 2 else "")
     if z_q.shape[1] >= 2:
         files.append(save_scatter(out / "latent.png", title, {"prior z_p": z_p, "codes z_q": z_q}))
     curves = save_loss_curves(out / "losses.png", records)

@@ -23,7 +23,14 @@ from typing import Any
 
 from wae_toolkit.errors import RunExistsError, UsageError
 
-__all__ = ["RUN_FILES", "prepare_run_dir", "default_run_dir", "MetricsWriter", "LoadedRun", "load_run"]
+__all__ = [
+    "RUN_FILES",
+    "prepare_run_dir",
+    "default_run_dir",
+    "MetricsWriter",
+    "LoadedRun",
+    "load_run",
+]
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -75,9 +82,10 @@ def check_run_dir(path: Path, overwrite: bool) -> list[str]:
                 "--overwrite to replace that run's files."
             )
         if others and not old_run:
+            shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
             raise RunExistsError(
-                f"The folder '{path}' is not empty and holds no run ({', '.join(sorted(others)[:3])}"
-                f"{', ...' if len(others) > 3 else ''}); choose a new or empty folder for --out."
+                f"The folder '{path}' is not empty and holds no run ({shown}); choose a new or "
+                "empty folder for --out."
             )
         return old_run
     parent = path.parent
@@ -202,4 +210,3 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     comps.model.to(device).eval()
     comps.penalty.to(device).eval()
     return LoadedRun(path, config, record, comps.model, comps.penalty, comps.cost)
-

@@ -59,7 +59,9 @@ def check_options(obj: Any) -> None:
         if isinstance(obj, Prior) and spec.name == "dim":
             continue
         assert not spec.required, f"{cls.__name__}: option '{spec.name}' needs a default"
-        assert spec.type_name != "any", f"{cls.__name__}: option '{spec.name}' needs a type annotation"
+        assert spec.type_name != "any", (
+            f"{cls.__name__}: option '{spec.name}' needs a type annotation"
+        )
     opts = resolved_options(obj)
     if isinstance(obj, Prior):
         opts["dim"] = obj.dim
@@ -107,7 +109,9 @@ def check_prior(prior: Prior, device: str | torch.device = "cpu", n: int = 20000
     d = prior.dim
     z = prior.sample(n, generator=torch.Generator(device=device).manual_seed(0))
     assert z.shape == (n, d), f"{_name(prior)}.sample({n}) must be ({n}, {d}); got {tuple(z.shape)}"
-    assert z.device.type == torch.device(device).type, f"{_name(prior)}: samples on the wrong device"
+    assert z.device.type == torch.device(device).type, (
+        f"{_name(prior)}: samples on the wrong device"
+    )
     _finite(z, f"{_name(prior)} samples")
     z2 = prior.sample(n, generator=torch.Generator(device=device).manual_seed(0))
     assert torch.equal(z, z2), f"{_name(prior)}: the same generator seed must give the same samples"
@@ -128,7 +132,9 @@ def check_prior(prior: Prior, device: str | torch.device = "cpu", n: int = 20000
         axis = torch.linspace(-lim, lim, k, dtype=torch.float64, device=device)
         grid = axis[:, None] if d == 1 else torch.cartesian_prod(axis, axis)
         mass = p64.log_prob(grid).exp().sum() * (axis[1] - axis[0]) ** d
-        assert abs(float(mass) - 1) < 1e-2, f"{_name(prior)}: density integrates to {float(mass):.4f}"
+        assert abs(float(mass) - 1) < 1e-2, (
+            f"{_name(prior)}: density integrates to {float(mass):.4f}"
+        )
     prior.float()
     check_options(prior)
 
@@ -172,7 +178,9 @@ def check_penalty(
         assert z_q.grad.abs().sum() > 0, f"{name}: the gradient with respect to z_q is zero"
         torch.manual_seed(0)
         again = penalty(z_q.detach(), z_p)
-        torch.testing.assert_close(again, value.detach(), msg=f"{name}: not repeatable under a seed")
+        torch.testing.assert_close(
+            again, value.detach(), msg=f"{name}: not repeatable under a seed"
+        )
     penalty.float()
     if penalty.zero_on_identical:
         z = torch.randn(batch, dim, generator=torch.Generator().manual_seed(2)).to(device)
@@ -199,7 +207,9 @@ def check_network(
     """Check a :class:`~wae_toolkit.interfaces.Network`: both encoder kinds give the documented
     outputs, the decoder restores ``data_shape`` within its output activation's range, and
     gradients flow from the decoder output to the encoder's parameters."""
-    assert isinstance(network, Network), f"{_name(network)} must subclass wae_toolkit.interfaces.Network"
+    assert isinstance(network, Network), (
+        f"{_name(network)} must subclass wae_toolkit.interfaces.Network"
+    )
     name = _name(network)
     network.check_shape(tuple(data_shape))
     x = torch.rand(3, *data_shape, generator=torch.Generator().manual_seed(0)).to(device)
@@ -207,20 +217,32 @@ def check_network(
         enc = network.build_encoder(tuple(data_shape), latent_dim, gaussian=gaussian).to(device)
         out = enc(x)
         if gaussian:
-            assert isinstance(out, tuple) and len(out) == 2, f"{name}: a Gaussian encoder returns (mean, log_var)"
+            assert isinstance(out, tuple) and len(out) == 2, (
+                f"{name}: a Gaussian encoder returns (mean, log_var)"
+            )
             for t in out:
-                assert t.shape == (3, latent_dim), f"{name}: encoder output must be (B, {latent_dim})"
+                assert t.shape == (3, latent_dim), (
+                    f"{name}: encoder output must be (B, {latent_dim})"
+                )
             z = out[0]
         else:
             assert isinstance(out, Tensor) and out.shape == (3, latent_dim), (
                 f"{name}: a deterministic encoder returns codes (B, {latent_dim})"
             )
             z = out
-        for output, (lo, hi) in (("sigmoid", (0, 1)), ("tanh", (-1, 1)), ("linear", (-math.inf, math.inf))):
+        for output, (lo, hi) in (
+            ("sigmoid", (0, 1)),
+            ("tanh", (-1, 1)),
+            ("linear", (-math.inf, math.inf)),
+        ):
             dec = network.build_decoder(tuple(data_shape), latent_dim, output=output).to(device)
             x_hat = dec(z)
-            assert x_hat.shape == x.shape, f"{name}: decoder gives {tuple(x_hat.shape)}, not {tuple(x.shape)}"
-            assert (x_hat >= lo).all() and (x_hat <= hi).all(), f"{name}: '{output}' output out of range"
+            assert x_hat.shape == x.shape, (
+                f"{name}: decoder gives {tuple(x_hat.shape)}, not {tuple(x.shape)}"
+            )
+            assert (x_hat >= lo).all() and (x_hat <= hi).all(), (
+                f"{name}: '{output}' output out of range"
+            )
             _finite(x_hat, f"{name} decoder output")
         x_hat.pow(2).mean().backward()
         grads = [p.grad for p in enc.parameters() if p.requires_grad]

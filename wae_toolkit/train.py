@@ -116,7 +116,9 @@ def _mean_logs(acc: dict[str, list[torch.Tensor]]) -> dict[str, float]:
 
 
 def _check_finite(logs: dict[str, float], step: int) -> None:
-    bad = [k for k in ("cost", "penalty", "critic_loss") if k in logs and not math.isfinite(logs[k])]
+    bad = [
+        k for k in ("cost", "penalty", "critic_loss") if k in logs and not math.isfinite(logs[k])
+    ]
     if bad:
         raise TrainingError(
             f"The {' and '.join(bad)} became {logs[bad[0]]} by step {step}. Lower lambda or the "

@@ -57,7 +57,9 @@ class RichProgress(Callback):
         )
 
     def on_log(self, step: int, epoch: int, logs: dict[str, float]) -> None:
-        parts = [f"{k} {_fmt(logs[k])}" for k in ("loss", "cost", "penalty", "critic_loss") if k in logs]
+        parts = [
+            f"{k} {_fmt(logs[k])}" for k in ("loss", "cost", "penalty", "critic_loss") if k in logs
+        ]
         self.progress.update(
             self.task,
             completed=step,
@@ -80,10 +82,13 @@ def print_summary(console: Console, result: RunResult) -> None:
     table = Table(title=f"Run finished: {result.run_dir}", title_justify="left", show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    table.add_row("time", f"{s['seconds']:.1f} s, {s['steps']} steps, {s['samples_per_second']:.0f} samples/s")
+    table.add_row(
+        "time", f"{s['seconds']:.1f} s, {s['steps']} steps, {s['samples_per_second']:.0f} samples/s"
+    )
     table.add_row("held-out reconstruction cost", _fmt(s["test_cost"]))
     table.add_row(
-        "held-out MMD(codes, prior)", f"{_fmt(s['test_mmd'])} (two prior batches: {_fmt(s['prior_mmd'])})"
+        "held-out MMD(codes, prior)",
+        f"{_fmt(s['test_mmd'])} (two prior batches: {_fmt(s['prior_mmd'])})",
     )
     if result.replaced:
         table.add_row("replaced", f"the previous run's {len(result.replaced)} files in this folder")

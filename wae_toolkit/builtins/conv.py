@@ -99,7 +99,9 @@ class ConvNetwork(Network):
         for _ in range(ups):
             nxt = max(c // 2, 1)
             layers += [
-                nn.ConvTranspose2d(c, nxt, k, stride=2, padding=pad, output_padding=2 - k + 2 * pad),
+                nn.ConvTranspose2d(
+                    c, nxt, k, stride=2, padding=pad, output_padding=2 - k + 2 * pad
+                ),
                 self._norm(nxt),
                 nn.ReLU(),
             ]

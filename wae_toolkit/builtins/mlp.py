@@ -52,7 +52,9 @@ class MLPNetwork(Network):
     def check_shape(self, data_shape: tuple[int, ...]) -> None:
         features = math.prod(data_shape)
         if not data_shape or features < 1:
-            raise DataError(f"The mlp network needs samples with at least one value; got {data_shape}.")
+            raise DataError(
+                f"The mlp network needs samples with at least one value; got {data_shape}."
+            )
         if features > self.MAX_FEATURES:
             raise DataError(
                 f"The mlp network takes samples of at most {self.MAX_FEATURES} values; got shape "

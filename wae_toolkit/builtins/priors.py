@@ -38,7 +38,9 @@ class GaussianPrior(Prior):
 
     def log_prob(self, z: Tensor) -> Tensor:
         _check_z(z, self.dim)
-        return -0.5 * ((z / self.std).pow(2).sum(1) + self.dim * (_LOG_2PI + 2 * math.log(self.std)))
+        return -0.5 * (
+            (z / self.std).pow(2).sum(1) + self.dim * (_LOG_2PI + 2 * math.log(self.std))
+        )
 
     @property
     def variance(self) -> float:
@@ -98,7 +100,9 @@ class GaussianMixturePrior(Prior):
             s = torch.full((k,), float(std), dtype=torch.float64)
         else:
             if len(stds) != k or min(stds) <= 0:
-                raise UsageError(f"stds must be {k} positive numbers, one per component; got {stds}.")
+                raise UsageError(
+                    f"stds must be {k} positive numbers, one per component; got {stds}."
+                )
             s = torch.tensor(stds, dtype=torch.float64)
         if weights is None:
             w = torch.full((k,), 1.0 / k, dtype=torch.float64)

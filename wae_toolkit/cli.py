@@ -93,14 +93,16 @@ def run(
         None, help="Encoder kind: deterministic or gaussian. [default: deterministic]"
     ),
     lam: float = typer.Option(None, "--lambda", help="Weight of the latent penalty. [default: 10]"),
-    epochs: int = typer.Option(None, "--epochs", "-e", help="Training epochs. [default: 100]"),
+    epochs: int = typer.Option(None, "--epochs", "-e", help="Training epochs. [default: 300]"),
     batch_size: int = typer.Option(None, "--batch-size", "-b", help="Batch size. [default: 100]"),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate. [default: 0.001]"),
     beta1: float = typer.Option(None, help="Adam beta1. [default: 0.5, the paper's]"),
     beta2: float = typer.Option(None, help="Adam beta2. [default: 0.999]"),
     lr_schedule: str = typer.Option(
         None,
-        help="Learning-rate factors from given epochs, e.g. 30:0.5,50:0.1 (the paper's MNIST).",
+        help="EPOCH:FACTOR,... learning-rate factors from given epochs (e.g. 30:0.5,50:0.1), or "
+        "'none' for a constant rate. [default: the paper's proportions, lr/2 from 30% of the "
+        "epochs and lr/10 from 50%]",
     ),
     seed: int = typer.Option(None, help="Random seed; same seed, same run on CPU. [default: 0]"),
     device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps. [default: auto]"),

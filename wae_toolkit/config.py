@@ -33,7 +33,9 @@ class RunConfig:
         epochs, batch_size: length of training and batch size B.
         lr, beta1, beta2: Adam's settings (the paper: 1e-3, 0.5, 0.999).
         lr_schedule: ``[(epoch, factor), ...]``: from that epoch on the learning rate is
-            ``lr * factor`` (the paper's MNIST schedule is ``[(30, 0.5), (50, 0.1)]``).
+            ``lr * factor``; ``[]`` keeps it constant; ``None`` (the default) follows the paper's
+            MNIST schedule in proportion to ``epochs``: ``lr / 2`` from 30% of the epochs and
+            ``lr / 10`` from 50% (for 100 epochs exactly the paper's ``[(30, 0.5), (50, 0.1)]``).
         seed: seed of every random generator; the same seed gives the same run on CPU.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         out: run folder; ``None`` picks a new folder under ``runs/``.
@@ -55,12 +57,12 @@ class RunConfig:
     latent_dim: int = 8
     encoder: str = "deterministic"
     lam: float = 10.0
-    epochs: int = 100
+    epochs: int = 300
     batch_size: int = 100
     lr: float = 1e-3
     beta1: float = PAPER_BETAS[0]
     beta2: float = PAPER_BETAS[1]
-    lr_schedule: list[tuple[int, float]] = field(default_factory=list)
+    lr_schedule: list[tuple[int, float]] | None = None
     seed: int = 0
     device: str = "auto"
     out: str | None = None
@@ -99,7 +101,7 @@ class RunConfig:
             p.append(f"device must be auto, cpu, cuda, cuda:N or mps; got {dev!r}.")
         if not is_int(self.seed) or self.seed < 0:
             p.append(f"seed must be an integer >= 0; got {self.seed!r}.")
-        for item in self.lr_schedule:
+        for item in self.lr_schedule or ():
             ok = (
                 isinstance(item, list | tuple)
                 and len(item) == 2
@@ -129,17 +131,24 @@ class RunConfig:
         if problems:
             raise UsageError(" ".join(problems) if len(problems) == 1 else "\n".join(problems))
 
+    def resolved_schedule(self) -> list[tuple[int, float]]:
+        """The schedule in force: ``lr_schedule``, or the paper's proportions when it is None."""
+        if self.lr_schedule is None:
+            return [(round(0.3 * self.epochs), 0.5), (round(0.5 * self.epochs), 0.1)]
+        return [(int(e), float(f)) for e, f in self.lr_schedule]
+
     def lr_factor(self, epoch: int) -> float:
         """The learning-rate factor in force at ``epoch`` (0-based)."""
         factor = 1.0
-        for start, f in sorted(self.lr_schedule):
+        for start, f in sorted(self.resolved_schedule()):
             if epoch >= start:
                 factor = f
         return factor
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["lr_schedule"] = [list(x) for x in self.lr_schedule]
+        if self.lr_schedule is not None:
+            d["lr_schedule"] = [list(x) for x in self.lr_schedule]
         return d
 
     @classmethod
@@ -157,8 +166,13 @@ class RunConfig:
         return cls(**d)
 
 
-def parse_schedule(text: str) -> list[tuple[int, float]]:
-    """Parse ``"30:0.5,50:0.1"`` into ``[(30, 0.5), (50, 0.1)]``."""
+def parse_schedule(text: str) -> list[tuple[int, float]] | None:
+    """Parse ``"30:0.5,50:0.1"`` into ``[(30, 0.5), (50, 0.1)]``; ``"none"`` is ``[]`` (constant)
+    and ``"paper"`` is ``None`` (the paper's proportions)."""
+    if text.strip().lower() in ("none", "constant", ""):
+        return []
+    if text.strip().lower() == "paper":
+        return None
     out: list[tuple[int, float]] = []
     for part in (s.strip() for s in text.split(",")):
         if not part:
@@ -170,7 +184,7 @@ def parse_schedule(text: str) -> list[tuple[int, float]]:
             out.append((int(epoch), float(factor)))
         except ValueError:
             raise UsageError(
-                f"--lr-schedule expects EPOCH:FACTOR pairs separated by commas, such as "
-                f"30:0.5,50:0.1; got '{part}'."
+                f"--lr-schedule expects EPOCH:FACTOR pairs separated by commas (such as "
+                f"30:0.5,50:0.1), 'paper' or 'none'; got '{part}'."
             ) from None
     return out

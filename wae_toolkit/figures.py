@@ -30,7 +30,7 @@ def image_grid(
     images: Tensor,
     nrow: int = 8,
     value_range: tuple[float, float] | None = (0.0, 1.0),
-    min_side: int = 32,
+    min_side: int = 48,
     pad: int = 2,
 ) -> np.ndarray:
     """Tile images ``(N, C, H, W)`` into one ``uint8`` array ``(rows * H', cols * W', 3)``.

@@ -31,6 +31,7 @@ lint: install-test
 	$(PIP) install -q ruff mypy
 	$(VENV)/bin/ruff check wae_toolkit tests
 	$(VENV)/bin/ruff format --check wae_toolkit tests
+	$(VENV)/bin/mypy wae_toolkit
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -15,28 +15,15 @@ from torch import nn
 
 from wae_toolkit.builtins.gan import JSGANPenalty
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import Prior
+from wae_toolkit.testing import IsotropicGaussian
 
 
-class StandInPrior(Prior):
-    """N(0, variance I), written here independently of the prior plugins."""
+class StandInPrior(IsotropicGaussian):
+    """The kit's N(0, variance I) plus a parameter that must not leak into the GAN."""
 
     def __init__(self, dim: int, variance: float = 1.0) -> None:
-        super().__init__(dim)
-        self._variance = variance
-        self.shift = nn.Parameter(torch.zeros(()))  # a parameter that must not leak into the GAN
-
-    def sample(self, n, generator=None):
-        z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype)
-        return (z * math.sqrt(self._variance)).to(self.device)
-
-    def log_prob(self, z):
-        v = self._variance
-        return -0.5 * (z.pow(2).sum(1) / v + self.dim * math.log(2 * math.pi * v))
-
-    @property
-    def variance(self) -> float:
-        return self._variance
+        super().__init__(dim, variance)
+        self.shift = nn.Parameter(torch.zeros(()))
 
 
 def _linears(pen: JSGANPenalty) -> list[nn.Linear]:

@@ -18,30 +18,11 @@ from hypothesis import strategies as st
 
 from wae_toolkit.builtins.mmd import IMQMMDPenalty, RBFMMDPenalty
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import LatentPenalty, Prior
+from wae_toolkit.interfaces import LatentPenalty
 from wae_toolkit.kernels import imq_kernel, mmd2, rbf_kernel, squared_distances
+from wae_toolkit.testing import IsotropicGaussian
 
 PAPER_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
-
-
-class StandInPrior(Prior):
-    """An isotropic Gaussian N(0, variance I) written here, independent of the prior plugins."""
-
-    def __init__(self, dim: int, variance: float = 1.0) -> None:
-        super().__init__(dim)
-        self._variance = variance
-
-    def sample(self, n, generator=None):
-        z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype)
-        return (z * math.sqrt(self._variance)).to(self.device)
-
-    def log_prob(self, z):
-        v = self._variance
-        return -0.5 * (z.pow(2).sum(1) / v + self.dim * math.log(2 * math.pi * v))
-
-    @property
-    def variance(self) -> float:
-        return self._variance
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,14 +254,14 @@ def test_penalty_uses_constant_from_prior(cls, kernel, default_scales):
     # Before bind: D from the codes, sigma^2 = 1.
     before = partial(kernel, c=2.0 * dim, scales=default_scales)
     torch.testing.assert_close(pen(z_q, z_p), mmd2(z_q, z_p, before, "paper"))
-    pen.bind(StandInPrior(dim, var))
+    pen.bind(IsotropicGaussian(dim, var))
     assert pen.constant() == pytest.approx(2 * dim * var)
     after = partial(kernel, c=2.0 * dim * var, scales=default_scales)
     torch.testing.assert_close(pen(z_q, z_p), mmd2(z_q, z_p, after, "paper"))
     assert abs(float(mmd2(z_q, z_p, after, "paper") - mmd2(z_q, z_p, before, "paper"))) > 1e-4
     # An explicit bandwidth wins over the prior.
     fixed = cls(bandwidth=3.0, scales=(0.5, 1.0), estimator="unbiased")
-    fixed.bind(StandInPrior(dim, var))
+    fixed.bind(IsotropicGaussian(dim, var))
     want = mmd2(z_q, z_p, partial(kernel, c=3.0, scales=(0.5, 1.0)), "unbiased")
     torch.testing.assert_close(fixed(z_q, z_p), want)
 
@@ -333,7 +314,7 @@ def test_bad_shapes_raise_usage_error_with_shapes():
     with pytest.raises(UsageError, match="Unknown MMD estimator 'v'"):
         mmd2(torch.randn(4, 2), torch.randn(4, 2), partial(imq_kernel, c=1.0), "v")
     bound = RBFMMDPenalty()
-    bound.bind(StandInPrior(8))
+    bound.bind(IsotropicGaussian(8))
     with pytest.raises(UsageError, match=r"dimension 8, but z_q has shape \(10, 4\)"):
         bound(torch.randn(10, 4), torch.randn(10, 4))
     # The biased estimator works with a single sample.

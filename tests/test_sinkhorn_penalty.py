@@ -23,27 +23,7 @@ from geomloss import SamplesLoss
 
 from wae_toolkit.builtins.sinkhorn import DEFAULT_BLUR_SCALE, SinkhornPenalty
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import Prior
-
-
-class StandInPrior(Prior):
-    """N(0, variance I), written here independently of the prior plugins."""
-
-    def __init__(self, dim: int, variance: float = 1.0) -> None:
-        super().__init__(dim)
-        self._variance = variance
-
-    def sample(self, n, generator=None):
-        z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype)
-        return (z * math.sqrt(self._variance)).to(self.device)
-
-    def log_prob(self, z):
-        v = self._variance
-        return -0.5 * (z.pow(2).sum(1) / v + self.dim * math.log(2 * math.pi * v))
-
-    @property
-    def variance(self) -> float:
-        return self._variance
+from wae_toolkit.testing import IsotropicGaussian
 
 
 def _clouds(n: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,7 +82,7 @@ def test_translation_gives_half_squared_shift_and_grows_with_it():
     # size survives even where the value is far from the exact OT.
     z_p = torch.randn(200, 16, generator=g)
     pen = SinkhornPenalty()
-    pen.bind(StandInPrior(16))
+    pen.bind(IsotropicGaussian(16))
     ranked = [float(pen(torch.randn(200, 16, generator=g) + s, z_p)) for s in (0.0, 0.3, 1.0)]
     assert ranked == sorted(ranked)
 
@@ -126,7 +106,7 @@ def test_default_blur_follows_sqrt_dim_times_sigma():
         pen = SinkhornPenalty()
         # Before bind: sigma = 1 and D from the codes.
         assert pen.effective_blur(dim) == pytest.approx(0.7 * math.sqrt(dim))
-        pen.bind(StandInPrior(dim, var))
+        pen.bind(IsotropicGaussian(dim, var))
         want_blur = 0.7 * math.sqrt(dim) * math.sqrt(var)
         assert pen.effective_blur() == pytest.approx(want_blur)
         z_q = math.sqrt(var) * torch.randn(40, dim, generator=g) + 0.2
@@ -134,7 +114,7 @@ def test_default_blur_follows_sqrt_dim_times_sigma():
         ref = SamplesLoss("sinkhorn", p=2, blur=want_blur, scaling=0.9, debias=True)
         torch.testing.assert_close(pen(z_q, z_p), ref(z_q, z_p))
     fixed = SinkhornPenalty(blur=0.3, blur_scale=5.0)
-    fixed.bind(StandInPrior(16, 4.0))
+    fixed.bind(IsotropicGaussian(16, 4.0))
     assert fixed.effective_blur() == 0.3
 
 
@@ -147,7 +127,7 @@ def test_default_blur_avoids_the_small_blur_collapse_bias():
     small = SinkhornPenalty(blur_scale=0.01)
     default = SinkhornPenalty()
     for pen in (small, default):
-        pen.bind(StandInPrior(dim))
+        pen.bind(IsotropicGaussian(dim))
     for _ in range(2):
         z_p = torch.randn(n, dim, generator=g)
         x = torch.randn(n, dim, generator=g)
@@ -160,7 +140,7 @@ def test_default_blur_avoids_the_small_blur_collapse_bias():
 def test_gradients_dtype_and_shapes():
     g = torch.Generator().manual_seed(8)
     pen = SinkhornPenalty()
-    pen.bind(StandInPrior(3))
+    pen.bind(IsotropicGaussian(3))
     z_q = torch.randn(20, 3, generator=g, requires_grad=True)
     value = pen(z_q, torch.randn(25, 3, generator=g))
     assert value.dim() == 0 and value.dtype == torch.float32

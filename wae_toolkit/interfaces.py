@@ -21,13 +21,22 @@ values and records them in the run configuration.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Cost", "LatentPenalty", "Prior", "Network", "EncoderOutput", "INTERFACE_VERSION"]
+__all__ = [
+    "Cost",
+    "LatentPenalty",
+    "Prior",
+    "Network",
+    "EncoderOutput",
+    "INTERFACE_VERSION",
+    "prior_moments",
+]
 
 #: Version of these interfaces; a plugin written for another major version is reported clearly.
 INTERFACE_VERSION = "1.0"
@@ -80,6 +89,8 @@ class Prior(nn.Module, ABC):
     Subclasses implement :meth:`sample`, :meth:`log_prob` and :attr:`variance`.
     """
 
+    _anchor: Tensor
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
@@ -121,6 +132,16 @@ class Prior(nn.Module, ABC):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+def prior_moments(prior: Prior, who: str) -> tuple[int, float]:
+    """``(D, sigma^2)`` of ``prior`` for a penalty's scales; ``who`` names the penalty in errors."""
+    variance = float(prior.variance)
+    if not (math.isfinite(variance) and variance > 0):
+        from wae_toolkit.errors import UsageError
+
+        raise UsageError(f"{who}: the prior's variance must be positive; got {variance!r}.")
+    return int(prior.dim), variance
 
 
 class LatentPenalty(nn.Module, ABC):

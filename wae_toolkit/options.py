@@ -62,7 +62,8 @@ def type_name(annotation: Any) -> str:
 def _arg_docs(cls: type) -> dict[str, str]:
     """Parse the Google-style ``Args:`` section of the class (or ``__init__``) docstring."""
     docs: dict[str, str] = {}
-    for doc in (cls.__doc__, cls.__init__.__doc__):
+    init = getattr(cls, "__init__")  # noqa: B009 - mypy rejects cls.__init__
+    for doc in (cls.__doc__, init.__doc__):
         if not doc:
             continue
         lines = inspect.cleandoc(doc).splitlines()
@@ -86,9 +87,10 @@ def _arg_docs(cls: type) -> dict[str, str]:
 
 def plugin_options(cls: type) -> list[OptionSpec]:
     """The options a plugin class accepts, in constructor order."""
-    sig = inspect.signature(cls.__init__)
+    init = getattr(cls, "__init__")  # noqa: B009 - mypy rejects cls.__init__
+    sig = inspect.signature(init)
     try:
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(init)
     except Exception:  # unresolvable annotations: fall back to the raw ones
         hints = {}
     docs = _arg_docs(cls)

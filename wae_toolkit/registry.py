@@ -185,8 +185,9 @@ def get_plugin_class(kind: str, name: str) -> type:
             f"is not a subclass of {iface.__module__}.{iface.__name__}; a {kind} plugin must be "
             "a class implementing that interface."
         )
-    if getattr(obj, "__abstractmethods__", None):
-        missing = ", ".join(sorted(obj.__abstractmethods__))
+    abstract = getattr(obj, "__abstractmethods__", ())
+    if abstract:
+        missing = ", ".join(sorted(abstract))
         raise PluginLoadError(
             f"The {kind} plugin '{name}' from {info.distribution} does not implement {missing} "
             f"of {iface.__name__}."

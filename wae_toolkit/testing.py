@@ -25,18 +25,25 @@ from wae_toolkit.options import plugin_options, resolved_options
 __all__ = ["check_cost", "check_penalty", "check_prior", "check_network", "check_options"]
 
 
-class StandardNormal(Prior):
-    """N(0, I): the prior the checks bind penalties to (independent of any plugin)."""
+class IsotropicGaussian(Prior):
+    """N(0, variance I), written here independently of the prior plugins: the prior the checks
+    bind penalties to, and a stand-in for tests of penalties."""
+
+    def __init__(self, dim: int, variance: float = 1.0) -> None:
+        super().__init__(dim)
+        self._variance = float(variance)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        return torch.randn(n, self.dim, generator=generator, device=self.device, dtype=self.dtype)
+        z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype)
+        return (z * math.sqrt(self._variance)).to(self.device)
 
     def log_prob(self, z: Tensor) -> Tensor:
-        return -0.5 * (z.pow(2).sum(1) + self.dim * math.log(2 * math.pi))
+        v = self._variance
+        return -0.5 * (z.pow(2).sum(1) / v + self.dim * math.log(2 * math.pi * v))
 
     @property
     def variance(self) -> float:
-        return 1.0
+        return self._variance
 
 
 def _name(obj: Any) -> str:
@@ -149,7 +156,7 @@ def check_penalty(
     assert isinstance(penalty, LatentPenalty), (
         f"{_name(penalty)} must subclass wae_toolkit.interfaces.LatentPenalty"
     )
-    prior = StandardNormal(dim).to(device)
+    prior = IsotropicGaussian(dim).to(device)
     penalty.bind(prior)
     penalty.to(device)
     name = _name(penalty)
@@ -184,8 +191,8 @@ def check_penalty(
     penalty.float()
     if penalty.zero_on_identical:
         z = torch.randn(batch, dim, generator=torch.Generator().manual_seed(2)).to(device)
-        v = float(penalty(z, z))
-        assert abs(v) < 1e-4, f"{name}: penalty(z, z) must be 0 (zero_on_identical); got {v}"
+        same = float(penalty(z, z))
+        assert abs(same) < 1e-4, f"{name}: penalty(z, z) must be 0 (zero_on_identical); got {same}"
     if not penalty.adversarial:
         g = torch.Generator().manual_seed(3)
         z_p = torch.randn(256, dim, generator=g).to(device)

@@ -25,7 +25,24 @@ def _check_scale(scale: float) -> float:
     return float(scale)
 
 
-class SquaredL2Cost(Cost):
+class _SummedCost(Cost):
+    """``scale * sum_i f(x_i - x_hat_i)`` per sample, for an elementwise ``f``."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = _check_scale(scale)
+
+    def _elementwise(self, diff: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def cost(self, x: Tensor, x_hat: Tensor) -> Tensor:
+        _check(x, x_hat)
+        return self.scale * self._elementwise(x - x_hat).flatten(1).sum(1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(scale={self.scale})"
+
+
+class SquaredL2Cost(_SummedCost):
     """Squared Euclidean cost, scale * ||x - x_hat||^2 summed over each sample.
 
     The WAE paper uses ``scale=0.05`` on 28x28 and 64x64 images. With ``scale=1`` this is the sum
@@ -35,33 +52,19 @@ class SquaredL2Cost(Cost):
         scale: positive factor in front of the sum.
     """
 
-    def __init__(self, scale: float = 1.0) -> None:
-        self.scale = _check_scale(scale)
-
-    def cost(self, x: Tensor, x_hat: Tensor) -> Tensor:
-        _check(x, x_hat)
-        return self.scale * (x - x_hat).pow(2).flatten(1).sum(1)
-
-    def __repr__(self) -> str:
-        return f"SquaredL2Cost(scale={self.scale})"
+    def _elementwise(self, diff: Tensor) -> Tensor:
+        return diff.pow(2)
 
 
-class L1Cost(Cost):
+class L1Cost(_SummedCost):
     """L1 cost, scale * ||x - x_hat||_1 summed over each sample.
 
     Args:
         scale: positive factor in front of the sum.
     """
 
-    def __init__(self, scale: float = 1.0) -> None:
-        self.scale = _check_scale(scale)
-
-    def cost(self, x: Tensor, x_hat: Tensor) -> Tensor:
-        _check(x, x_hat)
-        return self.scale * (x - x_hat).abs().flatten(1).sum(1)
-
-    def __repr__(self) -> str:
-        return f"L1Cost(scale={self.scale})"
+    def _elementwise(self, diff: Tensor) -> Tensor:
+        return diff.abs()
 
 
 class BinaryCrossEntropyCost(Cost):

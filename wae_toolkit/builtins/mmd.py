@@ -15,7 +15,7 @@ from typing import Literal
 from torch import Tensor
 
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import LatentPenalty, Prior
+from wae_toolkit.interfaces import LatentPenalty, Prior, prior_moments
 from wae_toolkit.kernels import ESTIMATORS, imq_kernel, mmd2, rbf_kernel
 
 __all__ = ["IMQMMDPenalty", "RBFMMDPenalty"]
@@ -74,13 +74,7 @@ class _MMDPenalty(LatentPenalty):
 
     def bind(self, prior: Prior) -> None:
         """Take ``D`` and ``sigma^2`` from ``prior`` for the default ``C = 2 D sigma^2``."""
-        variance = float(prior.variance)
-        if not (math.isfinite(variance) and variance > 0):
-            raise UsageError(
-                f"{type(self).__name__}: the prior's variance must be positive; got {variance!r}."
-            )
-        self._prior_dim = int(prior.dim)
-        self._prior_variance = variance
+        self._prior_dim, self._prior_variance = prior_moments(prior, type(self).__name__)
 
     def constant(self, dim: int | None = None) -> float:
         """The base kernel constant ``C`` (before the scales multiply it).

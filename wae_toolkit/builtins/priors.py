@@ -67,6 +67,10 @@ class GaussianMixturePrior(Prior):
         seed: seed of the default means' directions.
     """
 
+    mu: Tensor
+    sigma: Tensor
+    w: Tensor
+
     def __init__(
         self,
         dim: int,

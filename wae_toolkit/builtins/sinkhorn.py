@@ -11,7 +11,7 @@ from geomloss import SamplesLoss
 from torch import Tensor
 
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import LatentPenalty, Prior
+from wae_toolkit.interfaces import LatentPenalty, Prior, prior_moments
 from wae_toolkit.kernels import check_codes
 
 __all__ = ["SinkhornPenalty", "DEFAULT_BLUR_SCALE"]
@@ -118,13 +118,7 @@ class SinkhornPenalty(LatentPenalty):
 
     def bind(self, prior: Prior) -> None:
         """Take ``D`` and ``sigma^2`` from ``prior`` for the default blur."""
-        variance = float(prior.variance)
-        if not (math.isfinite(variance) and variance > 0):
-            raise UsageError(
-                f"{type(self).__name__}: the prior's variance must be positive; got {variance!r}."
-            )
-        self._prior_dim = int(prior.dim)
-        self._prior_variance = variance
+        self._prior_dim, self._prior_variance = prior_moments(prior, type(self).__name__)
 
     def effective_blur(self, dim: int | None = None) -> float:
         """The blur used: ``blur`` if set, else ``blur_scale * sqrt(D) * sigma``.

@@ -133,3 +133,19 @@ def test_conv_network_trains_on_28x28_images_from_disk(tmp_path):
     assert config["data"]["sample_shape"] == [1, 28, 28]
     assert config["decoder_output"] == "sigmoid"
     assert (res.run_dir / "samples.png").exists()
+
+
+def test_load_run_restores_an_adversarial_penalty(tmp_path):
+    res = train(_cfg(tmp_path, penalty="gan-js", penalty_opts={"hidden": "16"}, epochs=1))
+    loaded = load_run(res.run_dir)
+    trained = res.components.penalty.state_dict()
+    restored = loaded.penalty.state_dict()
+    assert trained.keys() == restored.keys() and trained
+    assert all(torch.equal(trained[k].cpu(), restored[k]) for k in trained)
+
+
+def test_load_run_refuses_a_folder_without_a_run(tmp_path):
+    from wae_toolkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a run folder"):
+        load_run(tmp_path)

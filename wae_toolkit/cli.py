@@ -188,10 +188,16 @@ def plugins_list(
         table.add_column("status", overflow="fold")
     failures: list[str] = []
     for info in infos:
-        dist = info.distribution
+        dist = _escape(info.distribution)
         if info.clashes:
             dist += f" [yellow](also declared by {', '.join(info.clashes)})[/yellow]"
-        row = [info.kind, f"[bold]{info.name}[/bold]", dist, info.version, info.description]
+        row = [
+            info.kind,
+            f"[bold]{_escape(info.name)}[/bold]",
+            dist,
+            _escape(info.version),
+            _escape(info.description),
+        ]
         if check:
             from wae_toolkit.registry import get_plugin_class
 
@@ -241,12 +247,13 @@ def plugins_show(
     info = get_plugin_info(kinds[0], name)
     cls = get_plugin_class(kinds[0], name)
     out.print(
-        f"[bold]{info.name}[/bold] ({info.kind}) from {info.distribution} {info.version}: "
-        f"{info.target}"
+        f"{info.name} ({info.kind}) from {info.distribution} {info.version}: {info.target}",
+        markup=False,
+        soft_wrap=True,
     )
     doc = inspect.cleandoc(cls.__doc__ or "")
     body = doc.split("\nArgs:")[0].strip()
-    out.print(_escape(body) + "\n")
+    out.print(body + "\n", markup=False, soft_wrap=True)
     table = Table(title="options", title_justify="left")
     for col in ("option", "type", "default", "description"):
         table.add_column(col, overflow="fold")

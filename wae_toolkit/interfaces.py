@@ -34,12 +34,8 @@ __all__ = [
     "Prior",
     "Network",
     "EncoderOutput",
-    "INTERFACE_VERSION",
     "prior_moments",
 ]
-
-#: Version of these interfaces; a plugin written for another major version is reported clearly.
-INTERFACE_VERSION = "1.0"
 
 #: What an encoder returns: codes ``(B, D)`` when deterministic; ``(mean, log_variance)``, both
 #: ``(B, D)``, when Gaussian.

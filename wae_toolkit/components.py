@@ -78,6 +78,11 @@ def build_components(
         )
     penalty = create("penalty", config.penalty, **config.penalty_opts)
     network = create("network", config.network, **config.network_opts)
+    if type(penalty).needs_encoder_stats and config.encoder != "gaussian":
+        raise UsageError(
+            f"The penalty '{config.penalty}' needs a Gaussian encoder (its mean and variance); "
+            "add --encoder gaussian."
+        )
 
     need = type(cost).data_range
     if need is not None:

@@ -166,6 +166,10 @@ class LatentPenalty(nn.Module, ABC):
     zero_on_identical: bool = False
     #: Whether the penalty uses prior samples at all (a closed-form KL does not).
     needs_prior_samples: ClassVar[bool] = True
+    #: Whether the penalty needs the Gaussian encoder's statistics. When True the training loop
+    #: calls ``penalty(z_q, z_p, mean=mean, log_var=log_var)`` (both ``(B, D)``, log-variances
+    #: clipped to [-20, 5]) and a run with a deterministic encoder is refused before it starts.
+    needs_encoder_stats: ClassVar[bool] = False
 
     def bind(self, prior: Prior) -> None:  # noqa: B027 - optional hook
         """Adapt to ``prior`` (dimension, variance) before training. The default does nothing."""

@@ -48,7 +48,12 @@ class WAE(nn.Module):
     def encode(self, x: Tensor, sample: bool = True) -> Tensor:
         """Codes ``(B, D)``: a draw from Q(Z|x) (or its mean when ``sample`` is False)."""
         mean, log_var = self.encode_stats(x)
-        if log_var is None or not sample:
+        return self.draw(mean, log_var) if sample else mean
+
+    @staticmethod
+    def draw(mean: Tensor, log_var: Tensor | None) -> Tensor:
+        """A reparameterised draw ``mean + exp(log_var / 2) * eps``; ``mean`` when deterministic."""
+        if log_var is None:
             return mean
         return mean + torch.randn_like(mean) * (0.5 * log_var).exp()
 

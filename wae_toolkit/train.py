@@ -220,13 +220,17 @@ def train(config: RunConfig, callback: Callback | None = None) -> RunResult:
             perm = torch.randperm(n, device=device)
             for i in range(steps_per_epoch):
                 x = train_x[perm[i * batch : (i + 1) * batch]]
-                z_q = model.encode(x)
+                mean, log_var = model.encode_stats(x)
+                z_q = model.draw(mean, log_var)
                 z_p = model.prior.sample(len(x))
                 logs: dict[str, torch.Tensor] = {}
                 if penalty.adversarial:
                     logs.update(penalty.critic_step(z_q.detach(), z_p.detach()))
                 rec = cost(x, model.decode(z_q)).mean()
-                pen = penalty(z_q, z_p)
+                if penalty.needs_encoder_stats:
+                    pen = penalty(z_q, z_p, mean=mean, log_var=log_var)
+                else:
+                    pen = penalty(z_q, z_p)
                 loss = rec + config.lam * pen
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -27,12 +27,19 @@ def test_prior_conforms(name, dim):
     check_prior(registry.create("prior", name, dim=dim))
 
 
+#: Small critics keep the adversarial penalties' checks fast; the defaults are 4 x 512.
+SMALL_PENALTY_OPTIONS: dict[str, dict[str, int]] = {
+    "gan-js": {"hidden": 32},
+    "wgan-clip": {"hidden": 32, "critic_steps": 2},
+    "wgan-gp": {"hidden": 32, "critic_steps": 2},
+}
+
+
 @pytest.mark.parametrize("dim", [2, 8])
 @pytest.mark.parametrize("name", _names("penalty"))
 def test_penalty_conforms(name, dim):
     torch.manual_seed(0)
-    options = {"hidden": 32} if name == "gan-js" else {}
-    check_penalty(registry.create("penalty", name, **options), dim=dim)
+    check_penalty(registry.create("penalty", name, **SMALL_PENALTY_OPTIONS.get(name, {})), dim=dim)
 
 
 NETWORK_SHAPES = {

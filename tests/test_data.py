@@ -563,3 +563,183 @@ def test_large_image_folder_uses_threads_and_stays_deterministic(tmp_path):
     again = load_dataset(str(tmp_path))
     assert d.train.shape == (240, 1, 3, 3) and torch.equal(d.train, again.train)
     assert torch.equal(d.test, again.test)
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's setups: MNIST split=paper, image holdout, scale, and naming the expected files
+# --------------------------------------------------------------------------------------------
+
+
+def reference_mnist_split(raw: dict, seed: int, holdout: int) -> tuple[np.ndarray, ...]:
+    """The WAE reference code's MNIST split, written as it is there (datahandler.py)."""
+    x = np.concatenate([raw["train"], raw["test"]])[:, None] / np.float32(255)
+    y = np.concatenate([raw["train_labels"], raw["test_labels"]]).astype(np.int64)
+    np.random.seed(seed)
+    np.random.shuffle(x)
+    np.random.seed(seed)
+    np.random.shuffle(y)
+    np.random.seed()
+    return x[:-holdout], x[-holdout:], y[:-holdout], y[-holdout:]
+
+
+@pytest.mark.parametrize("seed", [123, 7])
+def test_mnist_paper_split_is_the_reference_codes(tmp_path, seed):
+    raw = write_mnist(tmp_path / "mnist")
+    d = load_dataset(str(tmp_path / "mnist"), {"split": "paper", "holdout": "3", "seed": seed})
+    train, test, y_train, y_test = reference_mnist_split(raw, seed, 3)
+    assert torch.equal(d.train, torch.from_numpy(train.astype(np.float32)))
+    assert torch.equal(d.test, torch.from_numpy(test.astype(np.float32)))
+    assert d.train_labels is not None and d.test_labels is not None
+    assert d.train_labels.tolist() == y_train.tolist() and d.test_labels.tolist() == y_test.tolist()
+    assert d.value_range == (0.0, 1.0) and "paper split" in d.description
+    assert d.options == {
+        "limit": None,
+        "split": "paper",
+        "seed": seed,
+        "holdout": 3,
+        "scale": "unit",
+    }
+    limited = load_dataset(str(tmp_path / "mnist"), {"split": "paper", "holdout": 3, "limit": 2})
+    assert limited.train.shape[0] == 2 and limited.test.shape[0] == 3
+
+
+def test_mnist_paper_split_defaults_and_errors(tmp_path):
+    write_mnist(tmp_path)
+    official = load_dataset(str(tmp_path))
+    assert "seed" not in official.options and "holdout" not in official.options
+    assert official.options["split"] == "official"
+    # the defaults are the paper's: seed 123, 10,000 held out (more than this fake MNIST holds)
+    assert_error(str(tmp_path), {"split": "paper"}, "holdout=10,000", "10 samples")
+    assert_error(str(tmp_path), {"seed": 1}, "seed only applies", "split=paper")
+    assert_error(str(tmp_path), {"seed": 1, "holdout": 2}, "holdout and seed only apply")
+    assert_error(str(tmp_path), {"split": "papers"}, "Bad value", "'official', 'paper'")
+    assert_error(str(tmp_path), {"split": "paper", "holdout": 0}, "positive integer")
+    assert_error(str(tmp_path), {"split": "paper", "test_fraction": 0.2}, "split=paper")
+    assert_error("digits", {"holdout": 10}, "'holdout' applies to image folders")
+
+
+def test_python2_shuffle_replays_the_reference_celeba_shuffle():
+    """Ground truth from Python 2.7.18: random.seed(s); random.shuffle(list(range(10)))."""
+    from wae_toolkit.data.dataset import _python2_shuffle
+
+    assert _python2_shuffle(10, 123).tolist() == [7, 1, 4, 2, 6, 5, 8, 3, 9, 0]
+    assert _python2_shuffle(10, 7).tolist() == [2, 7, 4, 6, 8, 9, 0, 5, 1, 3]
+    # The reference code's CelebA split in Python 2.7.18: paths = ['%.6d.jpg' % i for i in
+    # 1..202599]; random.seed(123); random.shuffle(paths); test = paths[-20000:].
+    order = _python2_shuffle(202_599, 123) + 1  # file numbers
+    assert order[:3].tolist() == [174314, 9461, 16555]
+    test = order[-20_000:]
+    assert test[:3].tolist() == [114573, 19652, 28907]
+    assert test[-3:].tolist() == [82506, 17664, 10609]
+    assert int(test.sum()) == 2026980176
+
+
+def write_numbered_images(folder: Path, n: int, size: tuple[int, int] = (6, 5)) -> None:
+    """Images 000001.png ... whose pixels all equal the image's number (times 10)."""
+    for i in range(1, n + 1):
+        save_png(folder / f"{i:06d}.png", np.full(size, i * 10))
+
+
+def test_image_folder_holdout_is_the_reference_shuffle(tmp_path):
+    write_numbered_images(tmp_path, 10)
+    d = load_dataset(str(tmp_path), {"holdout": 3})
+    numbers = [round(float(x.max()) * 255 / 10) for x in torch.cat([d.train, d.test])]
+    # Python 2.7's random.seed(123); random.shuffle(files): the last 3 are held out
+    expected = [i + 1 for i in [7, 1, 4, 2, 6, 5, 8, 3, 9, 0]]
+    assert numbers == expected
+    assert d.train.shape[0] == 7 and d.test.shape[0] == 3
+    assert d.options["holdout"] == 3 and "test_fraction" not in d.options
+    other = load_dataset(str(tmp_path), {"holdout": "3", "seed": "7", "limit": 4})
+    numbers = [round(float(x.max()) * 255 / 10) for x in other.test]
+    assert numbers == [i + 1 for i in [5, 1, 3]] and other.train.shape[0] == 4
+
+
+def test_image_folder_holdout_errors(tmp_path):
+    write_numbered_images(tmp_path, 4)
+    assert_error(str(tmp_path), {"holdout": 2, "test_fraction": 0.5}, "not both", "holdout=N")
+    assert_error(str(tmp_path), {"holdout": 4}, "holdout=4", "4 samples", "between 1 and 3")
+    assert_error(str(tmp_path), {"holdout": "many"}, "expected an integer")
+
+
+def test_scale_symmetric_maps_unit_data_to_minus_one_one(tmp_path):
+    write_numbered_images(tmp_path / "imgs", 6)
+    unit = load_dataset(str(tmp_path / "imgs"))
+    sym = load_dataset(str(tmp_path / "imgs"), {"scale": "symmetric"})
+    assert sym.value_range == (-1.0, 1.0) and "[-1, 1]" in sym.description
+    torch.testing.assert_close(sym.train, 2 * unit.train - 1)
+    torch.testing.assert_close(sym.test, 2 * unit.test - 1)
+    assert sym.options["scale"] == "symmetric" and unit.options["scale"] == "unit"
+    digits = load_dataset("digits", {"scale": "symmetric"})
+    assert digits.value_range == (-1.0, 1.0)
+    assert float(digits.train.min()) == -1.0 and float(digits.train.max()) == 1.0
+    raw = write_mnist(tmp_path / "mnist")
+    mnist = load_dataset(str(tmp_path / "mnist"), {"scale": "symmetric"})
+    assert torch.equal(mnist.test, torch.from_numpy(raw["test"][:, None] / np.float32(127.5) - 1))
+
+
+def test_scale_symmetric_is_refused_for_data_outside_unit_range(tmp_path):
+    for name in ("moons", "ring", "swiss-roll"):
+        assert_error(name, {"scale": "symmetric"}, "scale=symmetric", "[0, 1]", "unbounded")
+    np.save(tmp_path / "sym.npy", np.array([[-0.5], [0.5], [0.0]]))
+    assert_error(str(tmp_path / "sym.npy"), {"scale": "symmetric"}, "is in [-1, 1]")
+    np.save(tmp_path / "big.npy", np.array([[0.0], [3.0], [1.0]]))
+    assert_error(str(tmp_path / "big.npy"), {"scale": "symmetric"}, "unbounded")
+    assert_error("digits", {"scale": "sym"}, "Bad value", "'unit', 'symmetric'")
+
+
+def test_paper_celeba_options_on_an_image_folder(tmp_path):
+    """The CelebA preset's options: centre crop, resize, fixed holdout, [-1, 1]."""
+    for i in range(12):
+        Image.new("RGB", (18, 22), (i * 20, 0, 255)).save(tmp_path / f"{i + 1:06d}.jpg")
+    options = {"crop": 14, "size": 8, "holdout": 4, "scale": "symmetric"}
+    d = load_dataset(str(tmp_path), options)
+    assert d.sample_shape == (3, 8, 8) and d.value_range == (-1.0, 1.0)
+    assert d.train.shape[0] == 8 and d.test.shape[0] == 4
+    assert float(d.train.min()) >= -1.0 and float(d.train.max()) <= 1.0
+
+
+def test_folders_without_the_expected_files_say_what_is_expected(tmp_path):
+    from wae_toolkit.data import MNIST_FILES, expected_contents
+
+    assert MNIST_FILES == (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    )
+    mnist_files = [f"{f}(.gz)" for f in MNIST_FILES]
+    assert all(f in expected_contents("mnist") for f in mnist_files)
+    celeba = expected_contents("celeba")
+    assert "img_align_celeba/*.jpg" in celeba and "CelebA" in celeba
+    with pytest.raises(DataError, match="kinds: mnist, celeba, images"):
+        expected_contents("cifar")  # type: ignore[arg-type]
+
+    empty, other, missing = tmp_path / "empty", tmp_path / "other", tmp_path / "missing"
+    empty.mkdir()
+    other.mkdir()
+    (other / "notes.txt").write_text("nothing")
+    (other / "README.md").write_text("nothing")
+    paper = {"split": "paper"}
+    # without options: a generic message that still names both kinds of folder
+    assert_error(str(empty), None, "is empty", "no images", *mnist_files)
+    assert_error(str(other), None, "holds only other files (README.md, notes.txt)", "png")
+    # the MNIST preset's options name the MNIST files
+    assert_error(str(empty), paper, "is empty", "split expects", *mnist_files)
+    assert_error(str(other), paper, "notes.txt", "split expects", *mnist_files)
+    assert_error(str(missing), paper, "does not exist", "split expects", *mnist_files)
+    # the CelebA preset's options name a folder of images
+    celeba_opts = {"crop": 140, "size": 64, "holdout": 20000, "scale": "symmetric"}
+    assert_error(str(empty), celeba_opts, "is empty", "crop and size expect a folder of images")
+    assert_error(str(missing), celeba_opts, "does not exist", "folder of images", "jpg")
+    # a caller that knows what it expects names it
+    for folder in (empty, other, missing):
+        for expects, opts in ((celeba, celeba_opts), (expected_contents("mnist"), paper)):
+            with pytest.raises(DataError) as info:
+                load_dataset(str(folder), opts, expects=expects)
+            assert f"expected {expects}." in str(info.value)
+    # a folder of the wrong kind
+    write_numbered_images(tmp_path / "imgs", 3)
+    assert_error(str(tmp_path / "imgs"), paper, "split", *mnist_files)
+    write_mnist(tmp_path / "half")
+    (tmp_path / "half" / "train-images-idx3-ubyte").unlink()
+    assert_error(str(tmp_path / "half"), paper, "no train-images-idx3-ubyte", *mnist_files)

@@ -15,8 +15,8 @@ from .conftest import FAKE_DIST, FAKE_VERSION
 
 BUILTINS = {
     "cost": {"l2", "l1", "bce"},
-    "penalty": {"mmd-imq", "mmd-rbf", "gan-js", "sinkhorn"},
-    "prior": {"gaussian", "gmm"},
+    "penalty": {"mmd-imq", "mmd-rbf", "gan-js", "sinkhorn", "wgan-clip", "wgan-gp", "swd", "kl"},
+    "prior": {"gaussian", "gmm", "sphere", "uniform"},
     "network": {"mlp", "conv"},
 }
 
@@ -29,7 +29,7 @@ def test_builtins_are_discovered_through_entry_points():
             if info.name in names:
                 assert info.distribution == "wae-toolkit" and info.builtin
                 assert info.description, f"{kind} {info.name} has no one-line description"
-    assert sum(len(v) for v in BUILTINS.values()) == 11
+    assert sum(len(v) for v in BUILTINS.values()) == 17
 
 
 def test_listing_never_imports_plugins():

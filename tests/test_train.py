@@ -23,7 +23,10 @@ PENALTIES = [i.name for i in registry.list_plugins("penalty") if i.builtin]
 @pytest.mark.parametrize("penalty", PENALTIES)
 def test_every_penalty_trains_on_digits_through_the_cli(capsys, tmp_path, penalty):
     out_dir = tmp_path / penalty
-    opts = ["--penalty-opt", "hidden=64"] if penalty == "gan-js" else []
+    cls = registry.get_plugin_class("penalty", penalty)
+    opts = ["--penalty-opt", "hidden=64"] if cls.adversarial else []
+    if cls.needs_encoder_stats:
+        opts += ["--encoder", "gaussian"]
     code, out, err = wae(
         capsys,
         "run",
@@ -55,7 +58,7 @@ def test_every_penalty_trains_on_digits_through_the_cli(capsys, tmp_path, penalt
         for key in ("loss", "cost", "penalty", "test_cost", "test_mmd"):
             if key in r:
                 assert np.isfinite(r[key]), r
-    if penalty == "gan-js":
+    if cls.adversarial:
         assert any("critic_loss" in r for r in records if r["kind"] == "step")
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["test_mmd"] >= 0 and summary["prior_mmd"] > 0
@@ -149,3 +152,56 @@ def test_load_run_refuses_a_folder_without_a_run(tmp_path):
 
     with pytest.raises(UsageError, match="not a run folder"):
         load_run(tmp_path)
+
+
+def test_training_extras_are_applied_and_recorded(tmp_path):
+    from wae_toolkit.pretrain import moment_loss
+
+    torch.set_num_threads(2)
+    res = train(
+        _cfg(
+            tmp_path,
+            encoder="gaussian",
+            logvar_l1=0.5,
+            input_noise=0.01,
+            pretrain_steps=30,
+            epochs=1,
+            log_every=1,
+        )
+    )
+    assert torch.get_num_threads() == 2  # the small model trained on 1 thread; setting restored
+    records = read_metrics(res.run_dir)
+    pre = [r for r in records if r["kind"] == "pretrain"]
+    assert pre and pre[-1]["step"] == 30
+    steps = [r for r in records if r["kind"] == "step"]
+    assert all(r["logvar_l1"] > 0 for r in steps)
+    config = json.loads((res.run_dir / "config.json").read_text())["run"]
+    assert config["input_noise"] == 0.01 and config["pretrain_steps"] == 30
+    # moment_loss is the squared distance of the first two moments.
+    z = torch.randn(4000, 3, generator=torch.Generator().manual_seed(0))
+    assert float(moment_loss(z, torch.zeros(3), torch.eye(3))) < 0.01
+    assert float(moment_loss(z + 1, torch.zeros(3), torch.eye(3))) == pytest.approx(3, abs=0.1)
+
+
+def test_pretraining_moves_code_moments_to_the_prior(tmp_path):
+    from wae_toolkit.components import build_components
+    from wae_toolkit.data import load_dataset
+    from wae_toolkit.pretrain import moment_loss, pretrain_encoder
+
+    torch.manual_seed(0)
+    data = load_dataset("digits", {"limit": 300})
+    model = build_components(RunConfig(), data.sample_shape, data.value_range).model
+    mu, cov = torch.zeros(8), torch.eye(8)
+    with torch.no_grad():
+        before = float(moment_loss(model.encode(data.train), mu, cov))
+    pretrain_encoder(model, data.train, 200, 100, 1e-3, (0.5, 0.999))
+    with torch.no_grad():
+        after = float(moment_loss(model.encode(data.train), mu, cov))
+    assert after < 0.3 * before, (before, after)
+
+
+def test_logvar_penalty_needs_a_gaussian_encoder():
+    from wae_toolkit.errors import UsageError
+
+    with pytest.raises(UsageError, match="--encoder gaussian"):
+        RunConfig(logvar_l1=1.0).validate()

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from wae_toolkit import __version__
+from wae_toolkit.cli_eval import compare_command, eval_command
 from wae_toolkit.errors import WaeError
 from wae_toolkit.registry import KINDS, list_plugins, normalize_kind, plugin_names
 
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 plugins_app = typer.Typer(help="List and inspect installed plugins.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
+presets_app = typer.Typer(help="The paper's setups and small digits runs.", no_args_is_help=True)
+app.add_typer(presets_app, name="presets")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -39,6 +42,12 @@ def _completer(kind: str) -> Any:
         return [n for n in plugin_names(kind) if n.startswith(incomplete)]
 
     return complete
+
+
+def _preset_names(incomplete: str) -> list[str]:
+    from wae_toolkit.presets import PRESETS
+
+    return [n for n in PRESETS if n.startswith(incomplete)]
 
 
 def _version(value: bool) -> None:
@@ -66,18 +75,30 @@ _HELP = {k: _OPT_HELP.format(k) for k in ("cost", "penalty", "prior", "network")
 
 @app.command()
 def run(
-    cost: str = typer.Option("l2", help="Reconstruction cost.", autocompletion=_completer("cost")),
-    penalty: str = typer.Option(
-        "mmd-imq", help="Latent penalty D_Z.", autocompletion=_completer("penalty")
+    preset: str = typer.Option(
+        None,
+        help="Start from a named setup (the paper's mnist-mmd, celeba-gan, ... or digits-*); "
+        "other flags override it. See 'wae presets list'.",
+        autocompletion=lambda incomplete: _preset_names(incomplete),
     ),
-    prior: str = typer.Option("gaussian", help="Prior P_Z.", autocompletion=_completer("prior")),
+    cost: str = typer.Option(
+        None, help="Reconstruction cost. \\[default: l2]", autocompletion=_completer("cost")
+    ),
+    penalty: str = typer.Option(
+        None, help="Latent penalty D_Z. \\[default: mmd-imq]", autocompletion=_completer("penalty")
+    ),
+    prior: str = typer.Option(
+        None, help="Prior P_Z. \\[default: gaussian]", autocompletion=_completer("prior")
+    ),
     network: str = typer.Option(
-        "mlp", help="Encoder/decoder architecture.", autocompletion=_completer("network")
+        None,
+        help="Encoder/decoder architecture. \\[default: mlp]",
+        autocompletion=_completer("network"),
     ),
     data: str = typer.Option(
-        "digits",
+        None,
         help="Built-in data set (digits, swiss-roll, moons, ring) or a path: .npy/.npz, a "
-        "folder of images, or a folder of MNIST IDX files.",
+        "folder of images, or a folder of MNIST IDX files. \\[default: digits]",
     ),
     cost_opt: list[str] = typer.Option(None, "--cost-opt", help=_HELP["cost"]),
     penalty_opt: list[str] = typer.Option(None, "--penalty-opt", help=_HELP["penalty"]),
@@ -87,32 +108,48 @@ def run(
         None, "--data-opt", help="Option of the data source as NAME=VALUE (size, key, limit...)."
     ),
     latent_dim: int = typer.Option(
-        None, "--latent-dim", "-d", help="Latent dimension D. [default: 8]"
+        None, "--latent-dim", "-d", help="Latent dimension D. \\[default: 8]"
     ),
     encoder: str = typer.Option(
-        None, help="Encoder kind: deterministic or gaussian. [default: deterministic]"
+        None, help="Encoder kind: deterministic or gaussian. \\[default: deterministic]"
     ),
-    lam: float = typer.Option(None, "--lambda", help="Weight of the latent penalty. [default: 10]"),
-    epochs: int = typer.Option(None, "--epochs", "-e", help="Training epochs. [default: 300]"),
-    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Batch size. [default: 100]"),
-    lr: float = typer.Option(None, "--lr", help="Adam learning rate. [default: 0.001]"),
-    beta1: float = typer.Option(None, help="Adam beta1. [default: 0.5, the paper's]"),
-    beta2: float = typer.Option(None, help="Adam beta2. [default: 0.999]"),
+    lam: float = typer.Option(
+        None, "--lambda", help="Weight of the latent penalty. \\[default: 10]"
+    ),
+    epochs: int = typer.Option(None, "--epochs", "-e", help="Training epochs. \\[default: 300]"),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Batch size. \\[default: 100]"),
+    lr: float = typer.Option(None, "--lr", help="Adam learning rate. \\[default: 0.001]"),
+    beta1: float = typer.Option(None, help="Adam beta1. \\[default: 0.5, the paper's]"),
+    beta2: float = typer.Option(None, help="Adam beta2. \\[default: 0.999]"),
     lr_schedule: str = typer.Option(
         None,
         help="EPOCH:FACTOR,... learning-rate factors from given epochs (e.g. 30:0.5,50:0.1), or "
-        "'none' for a constant rate. [default: the paper's proportions, lr/2 from 30% of the "
+        "'none' for a constant rate. \\[default: the paper's proportions, lr/2 from 30% of the "
         "epochs and lr/10 from 50%]",
     ),
-    seed: int = typer.Option(None, help="Random seed; same seed, same run on CPU. [default: 0]"),
-    device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps. [default: auto]"),
+    seed: int = typer.Option(None, help="Random seed; same seed, same run on CPU. \\[default: 0]"),
+    device: str = typer.Option(None, help="auto, cpu, cuda, cuda:N or mps. \\[default: auto]"),
+    threads: int = typer.Option(
+        None, help="CPU threads. \\[default: 1 for models under 1M parameters on CPU, else all]"
+    ),
     out_dir: str = typer.Option(
-        None, "--out", "-o", help="Run folder. [default: a new folder under runs/]"
+        None, "--out", "-o", help="Run folder. \\[default: a new folder under runs/]"
     ),
     overwrite: bool = typer.Option(False, help="Replace the run already in --out."),
-    log_every: int = typer.Option(None, help="Log step losses every N steps. [default: 10]"),
+    log_every: int = typer.Option(None, help="Log step losses every N steps. \\[default: 10]"),
     eval_every: int = typer.Option(
-        None, help="Evaluate on held-out data every N epochs. [default: 10]"
+        None, help="Evaluate on held-out data every N epochs. \\[default: 10]"
+    ),
+    input_noise: float = typer.Option(
+        None, help="Std of Gaussian noise added to the encoder's input in training. \\[default: 0]"
+    ),
+    logvar_l1: float = typer.Option(
+        None, help="L1 penalty weight on a Gaussian encoder's log-variances. \\[default: 0]"
+    ),
+    pretrain_steps: int = typer.Option(
+        None,
+        help="Encoder pre-training steps matching the codes' moments to the prior's. "
+        "\\[default: 0]",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full tracebacks on errors."),
 ) -> None:
@@ -121,8 +158,9 @@ def run(
     Example: [bold]wae run --cost l2 --penalty mmd-imq --prior gaussian[/bold]
     """
     _STATE["verbose"] = verbose or _STATE["verbose"]
-    from wae_toolkit.config import RunConfig, parse_schedule
+    from wae_toolkit.config import parse_schedule
     from wae_toolkit.options import parse_assignments
+    from wae_toolkit.presets import resolve_config
 
     values: dict[str, Any] = {
         "cost": cost,
@@ -143,23 +181,28 @@ def run(
         "lr": lr,
         "beta1": beta1,
         "beta2": beta2,
-        "lr_schedule": parse_schedule(lr_schedule) if lr_schedule is not None else None,
         "seed": seed,
         "device": device,
+        "threads": threads,
         "out": out_dir,
-        "overwrite": overwrite,
+        "overwrite": overwrite or None,
         "log_every": log_every,
         "eval_every": eval_every,
+        "input_noise": input_noise,
+        "logvar_l1": logvar_l1,
+        "pretrain_steps": pretrain_steps,
     }
-    config = RunConfig(**{k: v for k, v in values.items() if v is not None})
-    config.validate()
+    given = {k: v for k, v in values.items() if v is not None}
+    if lr_schedule is not None:
+        given["lr_schedule"] = parse_schedule(lr_schedule)  # None means the paper's proportions
+    config, sources = resolve_config(preset, given)
 
     from wae_toolkit.train import train
     from wae_toolkit.ui import RichProgress, print_summary
 
     progress = RichProgress(err)
     try:
-        result = train(config, callback=progress)
+        result = train(config, callback=progress, sources=sources)
     finally:
         progress.stop()
     print_summary(out, result)
@@ -269,6 +312,53 @@ def plugins_show(
     out.print(
         f"Set options with {flag} NAME=VALUE, e.g. 'wae run --{info.kind} {name} {flag} ...'."
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# wae presets
+
+
+@presets_app.command("list")
+def presets_list() -> None:
+    """Table of presets: name, penalty, data, epochs and a description."""
+    from wae_toolkit.presets import PRESETS
+
+    table = Table(title="wae-toolkit presets (wae run --preset NAME)", title_justify="left")
+    for col in ("preset", "penalty", "lambda", "data", "epochs", "description"):
+        table.add_column(col, overflow="fold")
+    for p in PRESETS.values():
+        v = p.values
+        data = "--data DIR (required)" if p.data_hint else str(v.get("data", "digits"))
+        table.add_row(
+            f"[bold]{p.name}[/bold]",
+            str(v.get("penalty")),
+            f"{v.get('lam'):g}",
+            data,
+            str(v.get("epochs")),
+            _escape(p.description),
+        )
+    out.print(table)
+
+
+@presets_app.command("show")
+def presets_show(name: str = typer.Argument(..., help="Preset name, e.g. mnist-mmd.")) -> None:
+    """Every value a preset sets."""
+    from wae_toolkit.presets import get_preset
+
+    p = get_preset(name)
+    out.print(f"{p.name}: {p.description}", markup=False, soft_wrap=True)
+    if p.data_hint:
+        out.print(f"Needs --data DIR: {p.data_hint}.", markup=False, soft_wrap=True)
+    table = Table(show_header=True)
+    table.add_column("setting")
+    table.add_column("value", overflow="fold")
+    for key, value in p.values.items():
+        table.add_row(key, _escape(repr(value)))
+    out.print(table)
+
+
+app.command("eval")(eval_command)
+app.command("compare")(compare_command)
 
 
 # ---------------------------------------------------------------------------------------------

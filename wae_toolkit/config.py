@@ -38,10 +38,21 @@ class RunConfig:
             ``lr / 10`` from 50% (for 100 epochs exactly the paper's ``[(30, 0.5), (50, 0.1)]``).
         seed: seed of every random generator; the same seed gives the same run on CPU.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        threads: CPU threads for training; ``None`` picks one thread for small models on CPU
+            (under ``SMALL_MODEL`` parameters, where intra-op parallelism costs more than it
+            saves and a busy second core slows it down many times) and torch's default
+            otherwise. The previous setting is restored when training ends.
         out: run folder; ``None`` picks a new folder under ``runs/``.
         overwrite: replace a run already in ``out`` instead of refusing.
         log_every: write step losses to ``metrics.jsonl`` every this many steps.
         eval_every: evaluate on the held-out split every this many epochs (and at the end).
+        input_noise: standard deviation of Gaussian noise added to the encoder's input during
+            training (the reference code's 0.01); the cost compares with the clean input.
+        logvar_l1: weight of the L1 penalty ``mean_x sum_d |log sigma_d^2(x)|`` on a Gaussian
+            encoder's log-variances (Rubenstein et al.), which keeps the variances from
+            collapsing; 0 turns it off.
+        pretrain_steps: steps of encoder pre-training before the main loop, matching the mean
+            and covariance of the codes to the prior's (the reference code's extra); 0 skips it.
     """
 
     data: str = "digits"
@@ -65,10 +76,14 @@ class RunConfig:
     lr_schedule: list[tuple[int, float]] | None = None
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None
     out: str | None = None
     overwrite: bool = False
     log_every: int = 10
     eval_every: int = 10
+    input_noise: float = 0.0
+    logvar_l1: float = 0.0
+    pretrain_steps: int = 0
 
     def problems(self) -> list[str]:
         """Every problem with the values, one sentence each (empty when the config is valid)."""
@@ -86,6 +101,14 @@ class RunConfig:
                 p.append(f"{name} must be an integer >= 1; got {v!r}.")
         if is_int(self.batch_size) and self.batch_size == 1:
             p.append("batch_size must be >= 2: latent penalties compare a batch of codes.")
+        for name in ("input_noise", "logvar_l1"):
+            v = getattr(self, name)
+            if not is_num(v) or v < 0:
+                p.append(f"{name} must be a finite number >= 0; got {v!r}.")
+        if not is_int(self.pretrain_steps) or self.pretrain_steps < 0:
+            p.append(f"pretrain_steps must be an integer >= 0; got {self.pretrain_steps!r}.")
+        if is_num(self.logvar_l1) and self.logvar_l1 > 0 and self.encoder != "gaussian":
+            p.append("logvar_l1 applies to a Gaussian encoder only; add --encoder gaussian.")
         if not is_num(self.lam) or self.lam < 0:
             p.append(f"lambda must be a finite number >= 0; got {self.lam!r}.")
         if not is_num(self.lr) or self.lr <= 0:
@@ -99,6 +122,8 @@ class RunConfig:
         dev = str(self.device)
         if dev.split(":")[0] not in DEVICES:
             p.append(f"device must be auto, cpu, cuda, cuda:N or mps; got {dev!r}.")
+        if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
+            p.append(f"threads must be an integer >= 1; got {self.threads!r}.")
         if not is_int(self.seed) or self.seed < 0:
             p.append(f"seed must be an integer >= 0; got {self.seed!r}.")
         for item in self.lr_schedule or ():

@@ -104,10 +104,13 @@ def save_loss_curves(path: Path, records: list[dict[str, Any]]) -> Path | None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
     xs = [r["step"] for r in steps]
-    for key in ("loss", "cost", "penalty"):
-        axes[0].plot(xs, [r[key] for r in steps], label=key)
+    terms = ["loss", "cost", "penalty"] + sorted(
+        {k for r in steps for k in r} - {"kind", "epoch", "step", "loss", "cost", "penalty"}
+    )
+    for key in terms:
+        axes[0].plot(xs, [r.get(key, float("nan")) for r in steps], label=key)
     axes[0].set_xlabel("step")
-    axes[0].set_title("training losses")
+    axes[0].set_title("training losses per term")
     axes[0].set_yscale("symlog", linthresh=1e-3)
     axes[0].legend()
     if evals:

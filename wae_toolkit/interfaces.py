@@ -86,6 +86,11 @@ class Prior(nn.Module, ABC):
     """
 
     _anchor: Tensor
+    #: Whether :meth:`log_prob` is a density with respect to the Lebesgue measure on ``R^D``.
+    #: ``False`` for a prior concentrated on a Lebesgue-null set (a sphere): its ``log_prob`` is
+    #: then with respect to a base measure on that set, which the prior documents, and ``-inf``
+    #: off the set; :func:`wae_toolkit.testing.check_prior` does not integrate it over ``R^D``.
+    has_density: ClassVar[bool] = True
 
     def __init__(self, dim: int) -> None:
         super().__init__()

@@ -12,7 +12,17 @@ from wae_toolkit.data import Dataset
 from wae_toolkit.figures import save_image_grid, save_loss_curves, save_scatter
 from wae_toolkit.model import WAE
 
-__all__ = ["write_figures"]
+__all__ = ["write_figures", "principal_plane"]
+
+
+def principal_plane(z_q: Tensor, z_p: Tensor) -> tuple[Tensor, Tensor]:
+    """Project codes and prior samples ``(n, D)`` on the two leading principal components of the
+    prior samples (centred on their mean), so both sets are shown in the same coordinates."""
+    ref = z_p.double()
+    mean = ref.mean(0)
+    _, _, v = torch.linalg.svd(ref - mean, full_matrices=False)
+    basis = v[:2].T  # (D, 2)
+    return ((z_q.double() - mean) @ basis).float(), ((ref - mean) @ basis).float()
 
 
 @torch.no_grad()
@@ -67,8 +77,11 @@ def write_figures(
     z_q = model.encode(test_x[:n], sample=True)
     z_p = model.prior.sample(n, generator=gen)
     dims = z_q.shape[1]
-    title = "codes vs prior" + (f" (first 2 of {dims} dims)" if dims > 2 else "")
-    if z_q.shape[1] >= 2:
+    if dims >= 2:
+        title = "held-out codes vs prior samples"
+        if dims > 2:
+            z_q, z_p = principal_plane(z_q, z_p)
+            title += f" (2 leading principal components of {dims})"
         files.append(save_scatter(out / "latent.png", title, {"prior z_p": z_p, "codes z_q": z_q}))
     curves = save_loss_curves(out / "losses.png", records)
     if curves is not None:

@@ -42,6 +42,7 @@ RUN_FILES = (
     METRICS,
     WEIGHTS,
     SUMMARY,
+    "eval.json",
     "reconstructions.png",
     "samples.png",
     "interpolations.png",

@@ -110,11 +110,18 @@ def check_cost(cost: Cost, device: str | torch.device = "cpu") -> None:
 def check_prior(prior: Prior, device: str | torch.device = "cpu", n: int = 20000) -> None:
     """Check a :class:`~wae_toolkit.interfaces.Prior`: sample and log_prob shapes, device and
     dtype follow ``.to()``, seeded sampling is repeatable, the sample variance matches
-    :attr:`variance`, and (for ``dim <= 2``) the density integrates to 1."""
+    :attr:`variance`, and (for ``dim <= 2``) the density integrates to 1.
+
+    A prior that declares ``has_density = False`` (it lives on a Lebesgue-null set such as a
+    sphere, and its ``log_prob`` is with respect to a base measure on that set) is not
+    integrated over ``R^D``. Instead ``log_prob`` must be ``-inf`` at samples moved by a Gaussian
+    step of standard deviation ``sqrt(variance) / 2``: such points miss a null set almost
+    surely. Checks of the support itself belong to the prior's own tests.
+    """
     assert isinstance(prior, Prior), f"{_name(prior)} must subclass wae_toolkit.interfaces.Prior"
     prior = prior.to(device)
     d = prior.dim
-    z = prior.sample(n, generator=torch.Generator(device=device).manual_seed(0))
+    z = prior.sample(n, generator=torch.Generator(device=device).manual_seed(0)).detach()
     assert z.shape == (n, d), f"{_name(prior)}.sample({n}) must be ({n}, {d}); got {tuple(z.shape)}"
     assert z.device.type == torch.device(device).type, (
         f"{_name(prior)}: samples on the wrong device"
@@ -131,19 +138,32 @@ def check_prior(prior: Prior, device: str | torch.device = "cpu", n: int = 20000
     )
     p64 = prior.double()
     assert p64.sample(3).dtype == torch.float64, f"{_name(prior)}: samples must follow .double()"
-    if d <= 2:
+    if not prior.has_density:
+        g = torch.Generator(device=device).manual_seed(1)
+        step = torch.randn(100, d, generator=g, device=device, dtype=torch.float64)
+        off = p64.log_prob(z[:100].double() + 0.5 * math.sqrt(p64.variance) * step)
+        assert off.shape == (100,) and bool((off == -math.inf).all()), (
+            f"{_name(prior)} has no density (has_density = False), so log_prob must be -inf off "
+            "its support; it is finite at randomly moved samples"
+        )
+    elif d <= 2:
         s = math.sqrt(p64.variance)
         center = z.double().mean(0)
         lim = 8 * s + float(center.abs().max())
         k = 401 if d == 1 else 301
         axis = torch.linspace(-lim, lim, k, dtype=torch.float64, device=device)
         grid = axis[:, None] if d == 1 else torch.cartesian_prod(axis, axis)
-        mass = p64.log_prob(grid).exp().sum() * (axis[1] - axis[0]) ** d
+        mass = p64.log_prob(grid).detach().exp().sum() * (axis[1] - axis[0]) ** d
         assert abs(float(mass) - 1) < 1e-2, (
             f"{_name(prior)}: density integrates to {float(mass):.4f}"
         )
     prior.float()
     check_options(prior)
+
+
+def _draw(mean: Tensor, log_var: Tensor, eps: Tensor) -> Tensor:
+    """The training loop's reparameterised draw ``mean + exp(log_var / 2) * eps``."""
+    return mean + eps * (0.5 * log_var).exp()
 
 
 def check_penalty(
@@ -152,7 +172,15 @@ def check_penalty(
     """Check a :class:`~wae_toolkit.interfaces.LatentPenalty`: a finite scalar, gradients reach
     ``z_q``, dtype and device follow the input, different batch sizes of ``z_q`` and ``z_p`` work,
     seeded calls repeat, adversarial hooks behave, and non-adversarial penalties score a shifted
-    code distribution above a matched one."""
+    code distribution above a matched one.
+
+    A penalty with ``needs_encoder_stats`` is called as the training loop calls it,
+    ``penalty(z_q, z_p, mean=mean, log_var=log_var)``, with ``z_q`` drawn from
+    ``N(mean, diag exp(log_var))``; its gradient is checked on ``mean``, through ``z_q`` and
+    directly. A penalty with ``needs_prior_samples = False`` must give the same value for another
+    ``z_p``. An adversarial penalty's ``critic_step`` logs must be finite detached scalars on the
+    input's device.
+    """
     assert isinstance(penalty, LatentPenalty), (
         f"{_name(penalty)} must subclass wae_toolkit.interfaces.LatentPenalty"
     )
@@ -160,44 +188,82 @@ def check_penalty(
     penalty.bind(prior)
     penalty.to(device)
     name = _name(penalty)
+    stats = bool(penalty.needs_encoder_stats)
+    dev_type = torch.device(device).type
+
+    def call(z_q: Tensor, z_p: Tensor, mean: Tensor | None, log_var: Tensor | None) -> Tensor:
+        if stats:
+            return penalty(z_q, z_p, mean=mean, log_var=log_var)
+        return penalty(z_q, z_p)
+
     for dtype in (torch.float32, torch.float64):
         penalty.to(dtype)
         g = torch.Generator().manual_seed(1)
         z_q = (torch.randn(batch, dim, generator=g, dtype=dtype) + 0.5).to(device)
         z_q.requires_grad_(True)
         z_p = torch.randn(batch + 8, dim, generator=g, dtype=dtype).to(device)
+        mean: Tensor | None = None
+        log_var: Tensor | None = None
+        leaf, leaf_name = z_q, "z_q"
+        if stats:
+            mean = z_q  # the leaf whose gradient is checked
+            log_var = (0.5 * torch.randn(batch, dim, generator=g, dtype=dtype)).to(device)
+            eps = torch.randn(batch, dim, generator=g, dtype=dtype).to(device)
+            z_q = _draw(mean, log_var, eps)
+            leaf, leaf_name = mean, "mean"
         if penalty.adversarial:
             logs = penalty.critic_step(z_q.detach(), z_p)
             assert isinstance(logs, dict), f"{name}.critic_step must return a dict"
             for k, v in logs.items():
                 assert isinstance(v, Tensor) and v.dim() == 0, f"{name}: log '{k}' is not a scalar"
                 _finite(v, f"{name} critic log '{k}'")
+                assert not v.requires_grad, f"{name}: critic log '{k}' must be detached"
+                assert v.device.type == dev_type, f"{name}: critic log '{k}' on the wrong device"
         torch.manual_seed(0)
-        value = penalty(z_q, z_p)
+        value = call(z_q, z_p, mean, log_var)
         assert isinstance(value, Tensor) and value.dim() == 0, f"{name} must return a scalar"
         assert value.dtype == dtype, f"{name}: value dtype {value.dtype} != input {dtype}"
-        assert value.device.type == torch.device(device).type, f"{name}: value on the wrong device"
+        assert value.device.type == dev_type, f"{name}: value on the wrong device"
         _finite(value, f"{name} value")
+        assert value.requires_grad, f"{name}: the value is not differentiable in {leaf_name}"
         value.backward()
-        assert z_q.grad is not None and torch.isfinite(z_q.grad).all(), (
-            f"{name}: no finite gradient reaches z_q"
+        assert leaf.grad is not None and torch.isfinite(leaf.grad).all(), (
+            f"{name}: no finite gradient reaches {leaf_name}"
         )
-        assert z_q.grad.abs().sum() > 0, f"{name}: the gradient with respect to z_q is zero"
+        assert leaf.grad.abs().sum() > 0, (
+            f"{name}: the gradient with respect to {leaf_name} is zero"
+        )
+        z_q = z_q.detach()
+        if mean is not None:
+            mean = mean.detach()
         torch.manual_seed(0)
-        again = penalty(z_q.detach(), z_p)
+        again = call(z_q, z_p, mean, log_var)
         torch.testing.assert_close(
             again, value.detach(), msg=f"{name}: not repeatable under a seed"
         )
+        if not penalty.needs_prior_samples:
+            other = torch.randn(batch, dim, generator=g, dtype=dtype).to(device) + 3.0
+            torch.manual_seed(0)
+            torch.testing.assert_close(
+                call(z_q, other, mean, log_var),
+                value.detach(),
+                msg=f"{name}: needs_prior_samples is False, but the value depends on z_p",
+            )
     penalty.float()
     if penalty.zero_on_identical:
         z = torch.randn(batch, dim, generator=torch.Generator().manual_seed(2)).to(device)
-        same = float(penalty(z, z))
+        zero = torch.zeros_like(z) if stats else None
+        same = float(call(z, z, z if stats else None, zero))
         assert abs(same) < 1e-4, f"{name}: penalty(z, z) must be 0 (zero_on_identical); got {same}"
     if not penalty.adversarial:
         g = torch.Generator().manual_seed(3)
         z_p = torch.randn(256, dim, generator=g).to(device)
-        matched = float(penalty(torch.randn(256, dim, generator=g).to(device), z_p))
-        shifted = float(penalty(torch.randn(256, dim, generator=g).to(device) + 2.0, z_p))
+        z_m = torch.randn(256, dim, generator=g).to(device)
+        z_s = torch.randn(256, dim, generator=g).to(device) + 2.0
+        # With encoder statistics: Q(Z|x) = N(0, I) for every x (so Q_Z = P_Z), against N(2, I).
+        zeros = torch.zeros_like(z_m)
+        matched = float(call(z_m, z_p, zeros if stats else None, zeros if stats else None))
+        shifted = float(call(z_s, z_p, zeros + 2.0 if stats else None, zeros if stats else None))
         assert shifted > matched, (
             f"{name}: a code distribution shifted by 2 scores {shifted:.4g}, not above a matched "
             f"one ({matched:.4g})"

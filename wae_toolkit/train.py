@@ -106,6 +106,18 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+#: Models with fewer parameters train on one CPU thread unless ``threads`` says otherwise.
+SMALL_MODEL = 1_000_000
+
+
+def _threads_for(config: RunConfig, device: torch.device, n_params: int) -> int:
+    if config.threads is not None:
+        return config.threads
+    if device.type == "cpu" and n_params < SMALL_MODEL:
+        return 1
+    return torch.get_num_threads()
+
+
 def _mean_logs(acc: dict[str, list[torch.Tensor]]) -> dict[str, float]:
     """Average the logged scalars with a single device-to-host transfer."""
     keys = [k for k, v in acc.items() if v]
@@ -126,11 +138,15 @@ def _check_finite(logs: dict[str, float], step: int) -> None:
         )
 
 
-def train(config: RunConfig, callback: Callback | None = None) -> RunResult:
+def train(
+    config: RunConfig, callback: Callback | None = None, sources: dict[str, str] | None = None
+) -> RunResult:
     """Train a WAE as ``config`` says and write its run folder.
 
     Everything is validated (configuration, plugins and their options, data, network shape,
-    output folder) before anything is written.
+    output folder) before anything is written. ``sources`` (from
+    :func:`wae_toolkit.presets.resolve_config`) says where each value came from and is recorded
+    in ``config.json``.
 
     Returns:
         a :class:`RunResult` with the run folder, the summary metrics and the trained model.
@@ -139,8 +155,15 @@ def train(config: RunConfig, callback: Callback | None = None) -> RunResult:
         UsageError: bad configuration, plugin name or option, data, or output folder.
         TrainingError: a loss became NaN or infinite.
     """
-    cb = callback or Callback()
     config.validate()
+    previous_threads = torch.get_num_threads()
+    try:
+        return _train(config, callback or Callback(), sources)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> RunResult:
     device = resolve_device(config.device)
     out = Path(config.out) if config.out else default_run_dir(config.data, config.penalty)
     check_run_dir(out, config.overwrite)
@@ -161,6 +184,8 @@ def train(config: RunConfig, callback: Callback | None = None) -> RunResult:
     floor = prior_mmd_floor(model.prior, min(len(test_x), 2000), eval_gen)
 
     params = [p for p in model.parameters() if p.requires_grad]
+    n_params = sum(p.numel() for p in params)
+    torch.set_num_threads(_threads_for(config, device, n_params))
     opt = torch.optim.Adam(
         params, lr=config.lr, betas=(config.beta1, config.beta2), foreach=device.type != "cpu"
     )
@@ -174,6 +199,7 @@ def train(config: RunConfig, callback: Callback | None = None) -> RunResult:
         "run": {**config.to_dict(), "out": str(out), "overwrite": False}
         | {f"{k}_opts": v["options"] for k, v in comps.plugins.items()},
         "plugins": comps.plugins,
+        "sources": sources or {},
         "data": {
             "name": data.name,
             "description": data.description,
@@ -205,8 +231,20 @@ def train(config: RunConfig, callback: Callback | None = None) -> RunResult:
         writer.write({"kind": "eval", "epoch": epoch, "step": step, **res})
         return res
 
-    step = 0
     started = time.perf_counter()
+    if config.pretrain_steps:
+        from wae_toolkit.pretrain import pretrain_encoder
+
+        losses = pretrain_encoder(
+            model, train_x, config.pretrain_steps, batch, config.lr, (config.beta1, config.beta2)
+        ).tolist()
+        every = max(1, config.log_every)
+        for i in range(0, len(losses), every):
+            chunk = losses[i : i + every]
+            writer.write(
+                {"kind": "pretrain", "step": i + len(chunk), "loss": sum(chunk) / len(chunk)}
+            )
+    step = 0
     last_eval = run_eval(0, 0)
     try:
         for epoch in range(config.epochs):
@@ -220,7 +258,8 @@ def train(config: RunConfig, callback: Callback | None = None) -> RunResult:
             perm = torch.randperm(n, device=device)
             for i in range(steps_per_epoch):
                 x = train_x[perm[i * batch : (i + 1) * batch]]
-                mean, log_var = model.encode_stats(x)
+                x_in = x + config.input_noise * torch.randn_like(x) if config.input_noise else x
+                mean, log_var = model.encode_stats(x_in)
                 z_q = model.draw(mean, log_var)
                 z_p = model.prior.sample(len(x))
                 logs: dict[str, torch.Tensor] = {}
@@ -232,6 +271,10 @@ def train(config: RunConfig, callback: Callback | None = None) -> RunResult:
                 else:
                     pen = penalty(z_q, z_p)
                 loss = rec + config.lam * pen
+                if config.logvar_l1 and log_var is not None:
+                    reg = log_var.abs().sum(1).mean()
+                    loss = loss + config.logvar_l1 * reg
+                    logs["logvar_l1"] = reg.detach()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wae_toolkit.builtins._critic import MLPCriticPenalty
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import LatentPenalty, Prior
-from wae_toolkit.kernels import check_codes
 
 __all__ = ["JSGANPenalty"]
 
 
-class JSGANPenalty(LatentPenalty):
+class JSGANPenalty(MLPCriticPenalty):
     """Adversarial Jensen-Shannon penalty (WAE-GAN): a latent discriminator tells codes from prior.
 
     A discriminator ``D: R^D -> R`` (an MLP returning one logit, ``sigmoid(D(z))`` being the
@@ -49,7 +45,8 @@ class JSGANPenalty(LatentPenalty):
             the ``-log q_Z(z)`` part of the optimal logit (the reference code's CelebA trick; AVB).
     """
 
-    adversarial = True
+    network_name = "discriminator"
+    discriminator: nn.Sequential | None
 
     def __init__(
         self,
@@ -61,84 +58,8 @@ class JSGANPenalty(LatentPenalty):
         critic_steps: int = 1,
         prior_logit: bool = False,
     ) -> None:
-        super().__init__()
-        name = type(self).__name__
-        for key, value, low in (("hidden", hidden, 1), ("layers", layers, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise UsageError(f"{name}: {key} must be an integer >= {low}; got {value!r}.")
-        if isinstance(critic_steps, bool) or not isinstance(critic_steps, int) or critic_steps < 1:
-            raise UsageError(f"{name}: critic_steps must be an integer >= 1; got {critic_steps!r}.")
-        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-            raise UsageError(f"{name}: lr must be a positive number; got {lr!r}.")
-        for key, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not (isinstance(beta, int | float) and 0.0 <= beta < 1.0):
-                raise UsageError(f"{name}: {key} must be in [0, 1); got {beta!r}.")
-        self.hidden = hidden
-        self.layers = layers
-        self.lr = float(lr)
-        self.beta1 = float(beta1)
-        self.beta2 = float(beta2)
-        self.critic_steps = critic_steps
+        super().__init__(hidden, layers, lr, critic_steps, betas=(beta1, beta2))
         self.prior_logit = bool(prior_logit)
-        self.discriminator: nn.Sequential | None = None
-        self._optimizer: torch.optim.Adam | None = None
-        # A plain list, so the prior is not registered as a submodule of the penalty (it is not
-        # the penalty's to move, save or train).
-        self._prior: list[Prior] = []
-        self.register_load_state_dict_pre_hook(_build_before_load)
-
-    # -- construction ---------------------------------------------------------------------------
-
-    def _build(self, dim: int, device: torch.device, dtype: torch.dtype) -> nn.Sequential:
-        mods: list[nn.Module] = []
-        width = dim
-        for _ in range(self.layers):
-            mods += [nn.Linear(width, self.hidden, device=device, dtype=dtype), nn.ReLU()]
-            width = self.hidden
-        mods.append(nn.Linear(width, 1, device=device, dtype=dtype))
-        self.discriminator = nn.Sequential(*mods)
-        self._optimizer = None
-        return self.discriminator
-
-    def bind(self, prior: Prior) -> None:
-        """Build the discriminator for ``prior.dim`` (kept if already built for that dimension)."""
-        self._prior[:] = [prior]
-        if self.discriminator is None or self.in_features != prior.dim:
-            self._build(int(prior.dim), prior.device, prior.dtype)
-
-    @property
-    def in_features(self) -> int | None:
-        """The latent dimension the discriminator was built for; ``None`` before it is built."""
-        if self.discriminator is None:
-            return None
-        first = self.discriminator[0]
-        assert isinstance(first, nn.Linear)
-        return first.in_features
-
-    @property
-    def optimizer(self) -> torch.optim.Adam | None:
-        """The discriminator's Adam optimizer (``None`` before the first :meth:`critic_step`).
-
-        Checkpointing code can save and restore its ``state_dict()`` to resume training exactly.
-        """
-        return self._optimizer
-
-    def _ensure(self, z_q: Tensor, z_p: Tensor) -> nn.Sequential:
-        check_codes(z_q, z_p)
-        if self.discriminator is None:
-            return self._build(z_q.shape[1], z_q.device, z_q.dtype)
-        if self.in_features != z_q.shape[1]:
-            raise UsageError(
-                f"{type(self).__name__}: the discriminator takes codes of dimension "
-                f"{self.in_features}, but z_q has shape {tuple(z_q.shape)}."
-            )
-        device = next(self.discriminator.parameters()).device
-        if device != z_q.device:
-            raise UsageError(
-                f"{type(self).__name__}: the discriminator is on {device} but z_q is on "
-                f"{z_q.device}; move the penalty with penalty.to(device)."
-            )
-        return self.discriminator
 
     # -- logits and losses -----------------------------------------------------------------------
 
@@ -162,17 +83,9 @@ class JSGANPenalty(LatentPenalty):
         Returns:
             ``(B,)`` logits in the discriminator's dtype.
         """
-        net = self._ensure(z, z)
-        w = next(net.parameters())
-        x = z.to(w.dtype)
-        if trainable:
-            out = net(x)
-        else:
-            params = {k: v.detach() for k, v in net.named_parameters()}
-            out = torch.func.functional_call(net, params, (x,))
-        out = out.squeeze(-1)
+        out = self.outputs(z, trainable=trainable)
         if self.prior_logit:
-            out = out + self._log_prior(x).to(out.dtype)
+            out = out + self._log_prior(z.to(out.dtype)).to(out.dtype)
         return out
 
     def critic_step(self, z_q: Tensor, z_p: Tensor) -> dict[str, Tensor]:
@@ -190,31 +103,22 @@ class JSGANPenalty(LatentPenalty):
             that update, a detached scalar left on the device.
         """
         net = self._ensure(z_q, z_p)
-        if self._optimizer is None:
-            self._optimizer = torch.optim.Adam(
-                net.parameters(), lr=self.lr, betas=(self.beta1, self.beta2)
-            )
-        opt = self._optimizer
-        _follow_parameters(opt)
         dtype = next(net.parameters()).dtype
-        z_q, z_p = z_q.detach().to(dtype), z_p.detach().to(dtype)
         # log p_Z adds no gradient to the discriminator: compute it once, outside the graph.
         lp_q: Tensor | float = 0.0
         lp_p: Tensor | float = 0.0
         if self.prior_logit:
             with torch.no_grad():
-                lp_q = self._log_prior(z_q).to(dtype)
-                lp_p = self._log_prior(z_p).to(dtype)
-        with torch.enable_grad():
-            loss = z_q.new_zeros(())
-            for _ in range(self.critic_steps):
-                opt.zero_grad(set_to_none=True)
-                logit_p = net(z_p).squeeze(-1) + lp_p
-                logit_q = net(z_q).squeeze(-1) + lp_q
-                loss = F.softplus(-logit_p).mean() + F.softplus(logit_q).mean()
-                loss.backward()
-                opt.step()
-        return {"critic_loss": loss.detach()}
+                lp_q = self._log_prior(z_q.detach().to(dtype))
+                lp_p = self._log_prior(z_p.detach().to(dtype))
+
+        def loss_fn(net: nn.Sequential, q: Tensor, p: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+            logit_p = net(p).squeeze(-1) + lp_p
+            logit_q = net(q).squeeze(-1) + lp_q
+            loss = F.softplus(-logit_p).mean() + F.softplus(logit_q).mean()
+            return loss, {"critic_loss": loss}
+
+        return self.train_network(z_q, z_p, loss_fn)
 
     def forward(self, z_q: Tensor, z_p: Tensor) -> Tensor:
         """Non-saturating encoder loss ``mean softplus(-D(z_q)) = -mean log sigmoid(D(z_q))``.
@@ -226,31 +130,3 @@ class JSGANPenalty(LatentPenalty):
         """
         self._ensure(z_q, z_p)
         return F.softplus(-self.logits(z_q, trainable=False)).mean().to(z_q.dtype)
-
-    def extra_repr(self) -> str:
-        return (
-            f"hidden={self.hidden}, layers={self.layers}, lr={self.lr:g}, "
-            f"betas=({self.beta1:g}, {self.beta2:g}), critic_steps={self.critic_steps}, "
-            f"prior_logit={self.prior_logit}"
-        )
-
-
-def _build_before_load(
-    module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
-) -> None:
-    """Load-state-dict pre-hook: build a not-yet-built discriminator from the saved shapes."""
-    assert isinstance(module, JSGANPenalty)
-    key = f"{prefix}discriminator.0.weight"
-    if module.discriminator is None and key in state_dict:
-        weight = state_dict[key]  # the first Linear: (out_features, latent dimension)
-        module._build(int(weight.shape[1]), weight.device, weight.dtype)
-
-
-def _follow_parameters(opt: torch.optim.Optimizer) -> None:
-    """Move optimizer state to its parameters' dtype and device (after ``penalty.to(...)``)."""
-    for param, state in opt.state.items():
-        for key, value in state.items():
-            if key == "step" or not isinstance(value, Tensor):
-                continue
-            if value.dtype != param.dtype or value.device != param.device:
-                state[key] = value.to(device=param.device, dtype=param.dtype)

@@ -1,14 +1,29 @@
-"""Priors: the isotropic Gaussian of the paper and a Gaussian mixture."""
+"""Priors: the isotropic Gaussian of the paper, a Gaussian mixture, the sphere and the box.
+
+Besides the prior plugins, the module offers :func:`spread_means`, which places ``K`` points on
+the sphere of radius ``r`` in ``R^D`` as far apart as it can: it maximises the smallest pairwise
+distance ``min_{i != j} ||mu_i - mu_j||`` (the Tammes problem). The mixture's
+``placement="spread"`` uses it for its means.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from wae_toolkit.errors import UsageError
 from wae_toolkit.interfaces import Prior
+
+__all__ = [
+    "GaussianPrior",
+    "GaussianMixturePrior",
+    "SpherePrior",
+    "UniformBoxPrior",
+    "spread_means",
+]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -16,6 +31,130 @@ _LOG_2PI = math.log(2 * math.pi)
 def _check_z(z: Tensor, dim: int) -> None:
     if z.dim() != 2 or z.shape[1] != dim:
         raise UsageError(f"z must be (B, {dim}) for this prior; got {tuple(z.shape)}.")
+
+
+def _positive(value: float, what: str) -> float:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise UsageError(f"{what} must be a finite number > 0; got {value!r}.")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Placing points on a sphere.
+
+
+def _random_directions(k: int, dim: int, seed: int) -> Tensor:
+    """``k`` seeded uniform directions in ``R^dim``, ``(k, dim)`` float64 unit vectors."""
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randn(k, dim, generator=g, dtype=torch.float64)
+    return d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _simplex(k: int, dim: int, seed: int) -> Tensor:
+    """The ``k <= dim + 1`` unit vertices of a regular simplex centred at 0, seeded rotation.
+
+    The vertices ``e_1, ..., e_{k-1}`` and ``a (1, ..., 1)`` with ``a = (1 - sqrt(k)) / (k - 1)``
+    of ``R^{k-1}`` are all ``sqrt(2)`` apart; centred, normalised and padded with zeros they are
+    then turned by a random rotation drawn from ``seed``.
+    """
+    a = (1.0 - math.sqrt(k)) / (k - 1)
+    v = torch.cat(
+        [torch.eye(k - 1, dtype=torch.float64), torch.full((1, k - 1), a, dtype=torch.float64)]
+    )
+    v = v - v.mean(0)
+    v = v / v.norm(dim=1, keepdim=True)
+    v = torch.cat([v, torch.zeros(k, dim - (k - 1), dtype=torch.float64)], dim=1)
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))
+    return v @ (q * torch.sign(torch.diagonal(r)))
+
+
+def _repel(x: Tensor, steps: int, p_end: float = 64.0) -> Tensor:
+    """Spread the unit vectors ``x`` ``(k, D)`` by projected descent of a Riesz energy.
+
+    Minimises ``sum_{i<j} ||x_i - x_j||^(-p)`` on the unit sphere with the exponent ``p``
+    growing geometrically from ``max(D, 4)`` to ``p_end`` (a large ``p`` makes the energy a
+    smooth stand-in for ``-min_{i != j} ||x_i - x_j||``) and a step shrinking linearly to 0.
+    Each step moves every point along its tangent force, scaled so that the largest move is a
+    fraction of the current smallest distance, and renormalises. Returns the iterate with the
+    largest minimum distance, the start included, so it never does worse than the start.
+    """
+    k, dim = x.shape
+    diagonal = torch.eye(k, dtype=torch.bool, device=x.device)
+    p_start = float(max(dim, 4))
+    best, best_d2 = x, -1.0
+    for t in range(steps + 1):
+        d2 = (2 - 2 * x @ x.T).clamp_min(0).masked_fill(diagonal, math.inf)
+        min_d2 = float(d2.min())
+        if min_d2 > best_d2:
+            best, best_d2 = x, min_d2
+        if t == steps or min_d2 <= 0:
+            break
+        frac = t / steps
+        q = 0.5 * p_start * (p_end / p_start) ** frac + 1  # force ~ (min_d2 / d2)^q (x_i - x_j)
+        ratio = min_d2 / d2
+        w = torch.where(ratio > 10 ** (-200 / q), ratio, 0.0).pow(q)  # no subnormals
+        force = w.sum(1, keepdim=True) * x - w @ x
+        force = force - (force * x).sum(1, keepdim=True) * x
+        step = 0.1 * math.sqrt(min_d2) * (1 - frac) + 1e-4
+        x = x + step * force / force.norm(dim=1).max().clamp_min(1e-300)
+        x = x / x.norm(dim=1, keepdim=True)
+    return best
+
+
+def spread_means(k: int, dim: int, radius: float = 1.0, seed: int = 0, steps: int = 500) -> Tensor:
+    """``k`` points on the sphere of radius ``radius`` in ``R^dim``, as far apart as possible.
+
+    Maximises the smallest pairwise distance ``min_{i != j} ||mu_i - mu_j||``:
+
+    * ``k <= dim + 1``: exactly, with a regular simplex, every pair ``r sqrt(2k / (k - 1))``
+      apart (``k = 2``: two antipodal points, ``2r``);
+    * ``dim = 2``: exactly, with a regular ``k``-gon, neighbours ``2 r sin(pi / k)`` apart;
+    * ``dim = 1``: only ``-r`` and ``r`` exist, so points alternate between them (any ``k > 2``
+      repeats a point: the smallest distance is 0);
+    * otherwise approximately, by ``steps`` steps of repulsion (projected gradient descent of a
+      Riesz energy whose exponent grows, see the Thomson and Tammes problems) from the seeded
+      random directions that ``placement="random"`` uses; the result is never worse than that
+      start and typically lies within a few percent of the best known configurations.
+
+    The result is deterministic for a seed; ``seed`` also turns the exact configurations by a
+    random rotation.
+
+    Args:
+        k: number of points, >= 1.
+        dim: dimension of the space, >= 1.
+        radius: radius of the sphere.
+        seed: seed of the random start (and rotation).
+        steps: repulsion steps for the approximate case.
+
+    Returns:
+        ``(k, dim)`` float64 tensor of points with norm ``radius``.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise UsageError(f"spread_means needs k >= 1 points; got {k!r}.")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise UsageError(f"spread_means needs dim >= 1; got {dim!r}.")
+    radius = _positive(radius, "The radius of the spread means")
+    start = _random_directions(k, dim, seed)
+    if k == 1:
+        x = start
+    elif k <= dim + 1:
+        x = _simplex(k, dim, seed)
+    elif dim == 1:
+        x = torch.tensor([[1.0 if i % 2 == 0 else -1.0] for i in range(k)], dtype=torch.float64)
+    elif dim == 2:
+        angles = (
+            float(torch.atan2(start[0, 1], start[0, 0]))
+            + 2 * math.pi * torch.arange(k, dtype=torch.float64) / k
+        )
+        x = torch.stack([angles.cos(), angles.sin()], dim=1)
+    else:
+        x = _repel(start, int(steps))
+    return radius * x
+
+
+# ---------------------------------------------------------------------------------------------
+# The priors.
 
 
 class GaussianPrior(Prior):
@@ -54,7 +193,15 @@ class GaussianMixturePrior(Prior):
     """Mixture of K isotropic Gaussians: sum_k w_k N(mu_k, s_k^2 I).
 
     By default the K means lie on a sphere of radius ``radius`` in random directions drawn from
-    ``seed``, every component has standard deviation ``std`` and the weights are equal.
+    ``seed`` (``placement="random"``), or as far apart as possible on that sphere
+    (``placement="spread"``, see :func:`spread_means`); every component has standard deviation
+    ``std`` and the weights are equal.
+
+    With ``learnable=True`` the means ``mu`` ``(K, D)`` and the per-component log standard
+    deviations ``log_sigma`` ``(K,)`` are ``nn.Parameter`` s, trained with the model; the
+    weights stay fixed. Sampling is reparameterised, ``z = mu[k] + exp(log_sigma[k]) eps`` with
+    ``k ~ w`` and ``eps ~ N(0, I)``, so gradients of a penalty on the samples reach both.
+    Otherwise they are buffers ``mu`` and ``sigma`` (standard deviations).
 
     Args:
         dim: latent dimension (filled in from the run's latent dimension).
@@ -65,10 +212,14 @@ class GaussianMixturePrior(Prior):
         stds: one standard deviation per component.
         weights: one positive weight per component (normalised to sum to 1).
         seed: seed of the default means' directions.
+        learnable: train the means and per-component scales with the model.
+        placement: default means in random directions, or spread to maximise their smallest
+            pairwise distance (exact for components <= dim + 1: a regular simplex).
     """
 
     mu: Tensor
     sigma: Tensor
+    log_sigma: Tensor
     w: Tensor
 
     def __init__(
@@ -81,17 +232,28 @@ class GaussianMixturePrior(Prior):
         stds: tuple[float, ...] | None = None,
         weights: tuple[float, ...] | None = None,
         seed: int = 0,
+        learnable: bool = False,
+        placement: Literal["random", "spread"] = "random",
     ) -> None:
         super().__init__(dim)
         if components < 1:
             raise UsageError(f"The mixture needs components >= 1; got {components}.")
+        if placement not in ("random", "spread"):
+            raise UsageError(f"placement must be 'random' or 'spread'; got {placement!r}.")
         k = int(components)
         self.components, self.radius, self.std, self.seed = k, float(radius), float(std), seed
+        self.learnable, self.placement = bool(learnable), placement
         if means is None:
-            g = torch.Generator().manual_seed(seed)
-            directions = torch.randn(k, dim, generator=g, dtype=torch.float64)
-            mu = radius * directions / directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            if placement == "spread":
+                mu = spread_means(k, dim, self.radius, seed)
+            else:
+                mu = self.radius * _random_directions(k, dim, seed)
         else:
+            if placement == "spread":
+                raise UsageError(
+                    "placement='spread' places the default means; it cannot be combined with "
+                    "explicit means. Drop one of the two options."
+                )
             if len(means) != k * dim:
                 raise UsageError(
                     f"means must hold components * dim = {k} * {dim} = {k * dim} numbers; "
@@ -120,28 +282,134 @@ class GaussianMixturePrior(Prior):
         self.means: tuple[float, ...] | None = None if means is None else tuple(means)
         self.stds: tuple[float, ...] | None = None if stds is None else tuple(stds)
         self.weights: tuple[float, ...] | None = None if weights is None else tuple(weights)
-        self.register_buffer("mu", mu.float())
-        self.register_buffer("sigma", s.float())
+        if self.learnable:
+            self.mu = nn.Parameter(mu.float())
+            self.log_sigma = nn.Parameter(s.log().float())
+        else:
+            self.register_buffer("mu", mu.float())
+            self.register_buffer("sigma", s.float())
         self.register_buffer("w", w.float())
+
+    @property
+    def component_stds(self) -> Tensor:
+        """The K standard deviations ``(K,)``; differentiable when ``learnable``."""
+        return self.log_sigma.exp() if self.learnable else self.sigma
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         idx = torch.multinomial(self.w, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.dim, generator=generator, device=self.device, dtype=self.dtype)
-        return (self.mu[idx] + self.sigma[idx, None] * eps).to(self.dtype)
+        return (self.mu[idx] + self.component_stds[idx, None] * eps).to(self.dtype)
 
     def log_prob(self, z: Tensor) -> Tensor:
         _check_z(z, self.dim)
+        sigma = self.component_stds
         d2 = (z[:, None, :] - self.mu[None]).pow(2).sum(-1)  # (B, K)
-        log_norm = -0.5 * self.dim * (_LOG_2PI + 2 * self.sigma.log())
-        comp = log_norm[None] - 0.5 * d2 / self.sigma.pow(2)[None]
+        log_norm = -0.5 * self.dim * (_LOG_2PI + 2 * sigma.log())
+        comp = log_norm[None] - 0.5 * d2 / sigma.pow(2)[None]
         return torch.logsumexp(comp + self.w.log()[None], dim=1)
 
     @property
     def variance(self) -> float:
-        w = self.w.double()
-        mean = (w[:, None] * self.mu.double()).sum(0)
-        spread = (w * (self.mu.double() - mean).pow(2).sum(1)).sum() / self.dim
-        return float((w * self.sigma.double().pow(2)).sum() + spread)
+        w, mu = self.w.double(), self.mu.detach().double()
+        mean = (w[:, None] * mu).sum(0)
+        spread = (w * (mu - mean).pow(2).sum(1)).sum() / self.dim
+        return float((w * self.component_stds.detach().double().pow(2)).sum() + spread)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, components={self.components}"
+        learnable = ", learnable=True" if self.learnable else ""
+        return f"dim={self.dim}, components={self.components}{learnable}"
+
+
+class SpherePrior(Prior):
+    """Uniform distribution on the sphere of radius ``radius`` in R^D.
+
+    Samples are normalised Gaussians, ``z = r e / ||e||`` with ``e ~ N(0, I_D)``; by symmetry
+    every coordinate has mean 0 and variance ``r^2 / D``, so :attr:`variance` is ``r^2 / D``.
+
+    The sphere has Lebesgue measure zero in ``R^D``, so the prior has no density there
+    (``has_density = False``). :meth:`log_prob` is the log-density with respect to the surface
+    measure of the sphere, the uniform value
+
+        ``log p(z) = -log |S_r| = -log(2 pi^(D/2) r^(D-1) / Gamma(D/2))``
+
+    for ``z`` on the sphere, taken as ``| ||z|| - r | <= tol r`` with
+    ``tol = max(1e-4, 10 eps)`` (``eps`` of ``z``'s dtype), and ``-inf`` elsewhere. In ``D = 1``
+    the sphere is the two points ``-r`` and ``r``, the surface measure counts points, and
+    ``log p = -log 2``.
+
+    Args:
+        dim: latent dimension (filled in from the run's latent dimension).
+        radius: radius r of the sphere.
+    """
+
+    has_density = False
+
+    def __init__(self, dim: int, radius: float = 1.0) -> None:
+        super().__init__(dim)
+        self.radius = _positive(radius, "The sphere prior's radius")
+
+    @property
+    def log_surface_area(self) -> float:
+        """``log |S_r|``, the log of the surface area ``2 pi^(D/2) r^(D-1) / Gamma(D/2)``."""
+        d = self.dim
+        return (
+            math.log(2.0)
+            + 0.5 * d * math.log(math.pi)
+            + (d - 1) * math.log(self.radius)
+            - math.lgamma(0.5 * d)
+        )
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        eps = torch.randn(n, self.dim, generator=generator, device=self.device, dtype=self.dtype)
+        return self.radius * eps / eps.norm(dim=1, keepdim=True).clamp_min(1e-30)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        _check_z(z, self.dim)
+        tol = max(1e-4, 10 * torch.finfo(z.dtype).eps)
+        on = (z.norm(dim=1) - self.radius).abs() <= tol * self.radius
+        inside = torch.full_like(on, -self.log_surface_area, dtype=z.dtype)
+        return torch.where(on, inside, torch.full_like(inside, -math.inf))
+
+    @property
+    def variance(self) -> float:
+        return self.radius**2 / self.dim
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, radius={self.radius}"
+
+
+class UniformBoxPrior(Prior):
+    """Uniform distribution on the box [-h, h]^D, h = ``half_width``.
+
+    Coordinates are independent and uniform on ``[-h, h]``: the density is
+    ``p(z) = (2h)^(-D)`` inside the closed box and 0 outside, so :meth:`log_prob` is
+    ``-D log(2h)`` or ``-inf``, and every coordinate has variance ``h^2 / 3``. The default
+    ``h = 1`` is the usual ``U(-1, 1)`` latent; ``half_width=1.7320508`` (``sqrt(3)``) gives
+    variance 1, the scale of ``N(0, I)``.
+
+    Args:
+        dim: latent dimension (filled in from the run's latent dimension).
+        half_width: half the side of the box, h.
+    """
+
+    def __init__(self, dim: int, half_width: float = 1.0) -> None:
+        super().__init__(dim)
+        self.half_width = _positive(half_width, "The uniform prior's half_width")
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        u = torch.rand(n, self.dim, generator=generator, device=self.device, dtype=self.dtype)
+        return (2 * u - 1) * self.half_width
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        _check_z(z, self.dim)
+        inside = (z.abs() <= self.half_width).all(dim=1)
+        value = -self.dim * math.log(2 * self.half_width)
+        out = torch.full(inside.shape, value, dtype=z.dtype, device=z.device)
+        return out.masked_fill(~inside, -math.inf)
+
+    @property
+    def variance(self) -> float:
+        return self.half_width**2 / 3
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, half_width={self.half_width}"

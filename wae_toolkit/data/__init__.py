@@ -5,7 +5,8 @@ the repeatable CLI flag ``--data-opt key=value`` into a :class:`Dataset`: one fl
 split, on the CPU, with a held-out test split that is fixed for a given data set and seed.
 
 Sources and their options (every source also takes ``limit``: use only the first N training
-samples):
+samples, and ``scale``: ``"unit"`` keeps the values, ``"symmetric"`` maps data in ``[0, 1]`` to
+``[-1, 1]`` by ``x -> 2x - 1`` and is refused for other data):
 
 - ``digits`` (default): scikit-learn's 1,797 bundled 8x8 digits, shape ``(1, 8, 8)``, in
   ``[0, 1]``. Options ``test_fraction`` (0.2), ``seed`` (123).
@@ -15,9 +16,12 @@ samples):
   Options ``test`` (a second file holding the test split), ``test_fraction``, ``seed``, and for
   ``.npz`` files ``key`` and ``labels_key``.
 - A folder of images (png, jpg, jpeg, bmp, gif, webp, tif, tiff; recursive), read with Pillow,
-  in ``[0, 1]``. Options ``size``, ``channels``, ``crop``, ``test_fraction``, ``seed``.
-- A folder of MNIST IDX files (official split kept) or a single IDX file (options
-  ``test_fraction``, ``seed``).
+  in ``[0, 1]``. Options ``size``, ``channels``, ``crop``, ``test_fraction``, ``seed``, and
+  ``holdout`` (hold out the last N images of a seeded shuffle instead of a fraction; the paper's
+  CelebA split is ``holdout=20000``).
+- A folder of MNIST IDX files (:data:`MNIST_FILES`): option ``split``, ``"official"`` (60,000 /
+  10,000) or ``"paper"`` (train and test shuffled with ``seed``, 123, and the last ``holdout``,
+  10,000, held out, as in the WAE paper). A single IDX file takes ``test_fraction``, ``seed``.
 
 Array shapes: ``(N, F)`` vectors; ``(N, H, W)`` images get a channel axis; ``(N, H, W, C)`` with
 C in {1, 3, 4} and H, W > 4 is channels-last and is transposed to ``(N, C, H, W)``;
@@ -31,8 +35,17 @@ wrong and what is allowed.
 
 from wae_toolkit.data.builtin import builtin_datasets
 from wae_toolkit.data.dataset import Dataset
+from wae_toolkit.data.expected import MNIST_FILES
 from wae_toolkit.data.images import IMAGE_EXTENSIONS
-from wae_toolkit.data.load import load_dataset
+from wae_toolkit.data.load import expected_contents, load_dataset
 from wae_toolkit.data.options import data_options
 
-__all__ = ["Dataset", "load_dataset", "builtin_datasets", "data_options", "IMAGE_EXTENSIONS"]
+__all__ = [
+    "Dataset",
+    "load_dataset",
+    "builtin_datasets",
+    "data_options",
+    "expected_contents",
+    "IMAGE_EXTENSIONS",
+    "MNIST_FILES",
+]

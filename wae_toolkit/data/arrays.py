@@ -12,7 +12,7 @@ import numpy as np
 
 from wae_toolkit.data.dataset import Dataset, _finish_given_split, _finish_split
 from wae_toolkit.data.layout import _as_labels, _check_dtype, _gather, _layout, _sample_shape
-from wae_toolkit.data.options import _bind
+from wae_toolkit.data.options import _bind, _given
 from wae_toolkit.errors import DataError, did_you_mean
 
 _NPY_MAGIC = b"\x93NUMPY"
@@ -157,7 +157,7 @@ def _read_array_file(
 def _load_arrays(path: Path, name: str, kind: str, options: Mapping[str, Any] | None) -> Dataset:
     table = ".npy files" if kind == "npy" else ".npz files"
     opts = _bind(options, table, f"the {'.npy' if kind == 'npy' else '.npz'} file '{name}'")
-    given = {str(k).replace("-", "_") for k in (options or {})}
+    given = _given(options)
     x, labels = _read_array_file(path, opts, kind)
     layout = _layout(x.shape, f"'{path}'")
     what = f"arrays from '{name}'"

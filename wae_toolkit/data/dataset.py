@@ -1,12 +1,20 @@
 """The :class:`Dataset` type and how one is built.
 
 The seeded train/test split (or a given one), the ``limit`` cut of the training part, label
-tensors, the finiteness check, the inferred value range and the one-line description.
+tensors, the finiteness check, the inferred value range, the ``scale`` option and the one-line
+description.
+
+Splits that hold out a fixed number of samples (``holdout``) use the shuffles of the WAE
+reference code, so that the paper's test sets are reproduced exactly: NumPy's legacy
+``np.random.seed(seed); np.random.shuffle(x)`` for MNIST (:func:`_numpy_shuffle`) and Python 2's
+``random.seed(seed); random.shuffle(paths)`` for CelebA's sorted file names
+(:func:`_python2_shuffle`).
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +70,40 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return perm[: n - n_test], perm[n - n_test :]
 
 
+def _numpy_shuffle(n: int, seed: int) -> np.ndarray:
+    """The order ``np.random.seed(seed); np.random.shuffle(x)`` gives ``x``'s ``n`` rows.
+
+    NumPy's legacy generator is frozen (NEP 19), so the order never changes across versions.
+    """
+    return np.random.RandomState(seed).permutation(n)
+
+
+def _python2_shuffle(n: int, seed: int) -> np.ndarray:
+    """The order Python 2.7's ``random.seed(seed); random.shuffle(x)`` gives a list of ``n``.
+
+    Python 2 swapped ``x[i]`` with ``x[int(random() * (i + 1))]`` for ``i = n-1, ..., 1``; the
+    Mersenne Twister and its seeding from an integer are unchanged in Python 3, only
+    ``shuffle`` itself changed, so the old loop is replayed here.
+    """
+    rng = random.Random(seed)
+    order = list(range(n))
+    for i in reversed(range(1, n)):
+        j = int(rng.random() * (i + 1))
+        order[i], order[j] = order[j], order[i]
+    return np.asarray(order, dtype=np.int64)
+
+
+def _holdout_split(order: np.ndarray, holdout: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Split a shuffled ``order`` of indices: the last ``holdout`` are the test part."""
+    n = len(order)
+    if not 1 <= holdout <= n - 1:
+        raise DataError(
+            f"Data option holdout={holdout:,} does not fit '{name}', which holds {n:,} samples; "
+            f"holdout must be between 1 and {n - 1:,} so that both parts keep a sample."
+        )
+    return order[: n - holdout], order[n - holdout :]
+
+
 def _labels_tensor(labels: np.ndarray | None, idx: np.ndarray | None) -> torch.Tensor | None:
     if labels is None:
         return None
@@ -96,6 +138,15 @@ def _finish(
         value_range, range_text = (-1.0, 1.0), "in [-1, 1]"
     else:
         value_range, range_text = None, f"unbounded (seen {lo:.3g} to {hi:.3g})"
+    if opts.get("scale") == "symmetric":
+        if value_range != (0.0, 1.0):
+            raise DataError(
+                f"Data option scale=symmetric maps data in [0, 1] to [-1, 1], but the data "
+                f"({what}) is {range_text}; drop the option (scale=unit keeps the values)."
+            )
+        for part in (train, test):  # fresh tensors: scaled in place to spare memory
+            part.mul_(2.0).sub_(1.0)
+        value_range, range_text = (-1.0, 1.0), "in [-1, 1] (scale=symmetric: 2x - 1)"
     shape = tuple(train.shape[1:])
     kind = "images" if len(shape) == 3 else "vectors"
     classes = ""
@@ -144,9 +195,15 @@ def _finish_split(
     opts: dict[str, Any],
     unbounded: bool = False,
 ) -> Dataset:
-    """Split ``n`` samples with ``test_fraction``/``seed``, keep the first ``limit`` training
-    indices, read each part with ``take(indices)`` and :func:`_finish` the data set."""
-    train_idx, test_idx = _split(n, opts["test_fraction"], opts["seed"])
+    """Split ``n`` samples with ``test_fraction``/``seed`` (or, when the options hold a
+    ``holdout``, the last ``holdout`` samples of the reference code's shuffle: NumPy's for
+    ``split="paper"``, Python 2's otherwise), keep the first ``limit`` training indices, read each
+    part with ``take(indices)`` and :func:`_finish` the data set."""
+    if opts.get("holdout") is None:
+        train_idx, test_idx = _split(n, opts["test_fraction"], opts["seed"])
+    else:
+        shuffle = _numpy_shuffle if opts.get("split") == "paper" else _python2_shuffle
+        train_idx, test_idx = _holdout_split(shuffle(n, opts["seed"]), opts["holdout"], name)
     train_idx = train_idx[: opts["limit"]]
     return _finish(
         name,

@@ -1,4 +1,9 @@
-"""MNIST-style IDX files: single files and folders holding the official train/test split."""
+"""MNIST-style IDX files: single files, and folders of MNIST's four files.
+
+A folder keeps MNIST's official train/test split, or with ``split="paper"`` the WAE paper's:
+train and test concatenated (train first), shuffled as the reference code did
+(``np.random.seed(seed); np.random.shuffle``), the last ``holdout`` images held out.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from wae_toolkit.data.dataset import Dataset, _finish_given_split, _finish_split
+from wae_toolkit.data.expected import MNIST_FILES_TEXT
 from wae_toolkit.data.layout import _as_labels, _gather, _layout, _sample_shape
-from wae_toolkit.data.options import _bind
+from wae_toolkit.data.options import _PAPER_SPLIT_ONLY, _bind, _given, _join
 from wae_toolkit.errors import DataError
 
 _IDX_TYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -113,10 +119,21 @@ def _load_idx_folder(
             want = "train-images-idx3-ubyte" if split == "train" else "t10k-images-idx3-ubyte"
             raise DataError(
                 f"Folder '{folder}' holds {have.name} but no {want}; an MNIST IDX folder needs "
-                "both train-images-idx3-ubyte and t10k-images-idx3-ubyte (optionally .gz), or "
-                "give a single IDX file."
+                "both train-images-idx3-ubyte and t10k-images-idx3-ubyte (optionally .gz) and "
+                f"may hold the labels too: it expects {MNIST_FILES_TEXT}. Or give a single IDX "
+                "file."
             )
     opts = _bind(options, "MNIST IDX folders", source)
+    paper = opts["split"] == "paper"
+    if not paper:
+        stray = sorted(_given(options) & set(_PAPER_SPLIT_ONLY))
+        if stray:
+            raise DataError(
+                f"Data option{'s' if len(stray) > 1 else ''} {_join(stray)} only "
+                f"appl{'y' if len(stray) > 1 else 'ies'} to {source} with split=paper (the "
+                "official split is fixed); add --data-opt split=paper or drop them."
+            )
+        opts = {k: v for k, v in opts.items() if k not in _PAPER_SPLIT_ONLY}
     x, xt = _idx_images(files["train", "images"]), _idx_images(files["test", "images"])
     layout, layout_t = _layout(x.shape, "train images"), _layout(xt.shape, "test images")
     if _sample_shape(x.shape, layout) != _sample_shape(xt.shape, layout_t):
@@ -128,8 +145,25 @@ def _load_idx_folder(
     if ("train", "labels") in files and ("test", "labels") in files:
         labels = _idx_labels(files["train", "labels"], len(x))
         labels_t = _idx_labels(files["test", "labels"], len(xt))
-    what = f"IDX files in '{name}', official split"
-    return _finish_given_split(name, what, (x, layout, xt, layout_t), labels, labels_t, opts)
+    if not paper:
+        what = f"IDX files in '{name}', official split"
+        return _finish_given_split(name, what, (x, layout, xt, layout_t), labels, labels_t, opts)
+    if x.shape[1:] != xt.shape[1:]:
+        raise DataError(
+            f"split=paper concatenates the train and test IDX images in '{folder}', but they "
+            f"are stored with different dimensions ({x.shape[1:]} and {xt.shape[1:]})."
+        )
+    both = np.concatenate([x, xt])
+    both_labels = None
+    if labels is not None and labels_t is not None:
+        both_labels = np.concatenate([labels, labels_t])
+    what = (
+        f"IDX files in '{name}', paper split: train+test shuffled with seed {opts['seed']}, "
+        f"last {opts['holdout']:,} held out"
+    )
+    return _finish_split(
+        name, what, len(both), lambda idx: _gather(both, idx, layout), both_labels, opts
+    )
 
 
 def _idx_labels(path: Path, n: int) -> np.ndarray:

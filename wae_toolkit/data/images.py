@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from wae_toolkit.data.dataset import Dataset, _finish_split
-from wae_toolkit.data.options import _bind
+from wae_toolkit.data.options import _bind, _given
 from wae_toolkit.errors import DataError
 
 #: File name endings read as images in a folder of images (compared in lower case).
@@ -44,6 +44,13 @@ def _load_image_folder(
     from PIL import Image
 
     opts = _bind(options, "image folders", f"the image folder '{name}'")
+    if opts["holdout"] is not None:
+        if "test_fraction" in _given(options):
+            raise DataError(
+                "Give either --data-opt holdout=N or --data-opt test_fraction=F, not both: "
+                "holdout holds out the last N images of a seeded shuffle instead of a fraction."
+            )
+        del opts["test_fraction"]
     size, crop, channels = opts["size"], opts["crop"], opts["channels"]
 
     def rel(p: Path) -> str:

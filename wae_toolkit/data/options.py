@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from wae_toolkit.data.expected import MNIST_FILES_TEXT
 from wae_toolkit.errors import DataError, did_you_mean
 from wae_toolkit.options import convert, type_name
 
@@ -26,7 +27,12 @@ class _Opt:
 _TEST_FRACTION = _Opt(float, 0.2, "share of the samples held out as the test split, 0 < f < 1")
 _SEED = _Opt(int, 123, "seed of the train/test split (and of generated data)")
 _LIMIT = _Opt(int | None, None, "use only the first N training samples (quick runs)")
-_SPLIT = {"test_fraction": _TEST_FRACTION, "seed": _SEED, "limit": _LIMIT}
+_SCALE = _Opt(
+    Literal["unit", "symmetric"],
+    "unit",
+    "unit keeps the values; symmetric maps data in [0, 1] to [-1, 1] (x -> 2x - 1)",
+)
+_SPLIT = {"test_fraction": _TEST_FRACTION, "seed": _SEED, "limit": _LIMIT, "scale": _SCALE}
 
 
 def _toy_options(noise: float) -> dict[str, _Opt]:
@@ -35,6 +41,10 @@ def _toy_options(noise: float) -> dict[str, _Opt]:
         "noise": _Opt(float, noise, "standard deviation of the Gaussian noise"),
         **_SPLIT,
     }
+
+
+#: The options that only a ``split="paper"`` MNIST IDX folder uses.
+_PAPER_SPLIT_ONLY = ("seed", "holdout")
 
 
 _TEST_FILE = _Opt(str | None, None, "a second file holding the test split (else test_fraction)")
@@ -55,15 +65,33 @@ _TABLES: dict[str, dict[str, _Opt]] = {
             Literal[1, 3] | None, None, "1 (grayscale) or 3 (RGB); default: 1 if all are gray"
         ),
         "crop": _Opt(int | None, None, "centre-crop to crop x crop pixels before resizing"),
+        "holdout": _Opt(
+            int | None, None, "hold out the last N images of a seeded shuffle (not test_fraction)"
+        ),
         **_SPLIT,
     },
-    "MNIST IDX folders": {"limit": _LIMIT},
+    "MNIST IDX folders": {
+        "limit": _LIMIT,
+        "split": _Opt(
+            Literal["official", "paper"],
+            "official",
+            "official: 60k/10k; paper: train+test shuffled with seed, the last holdout held out",
+        ),
+        "seed": _Opt(int, 123, "with split=paper: seed of the shuffle"),
+        "holdout": _Opt(int, 10000, "with split=paper: number of images held out"),
+        "scale": _SCALE,
+    },
     "single IDX files": dict(_SPLIT),
 }
-_OFFICIAL_SPLIT = "MNIST IDX folders keep their official train/test split"
 _NOTES = {
-    ("MNIST IDX folders", "test_fraction"): _OFFICIAL_SPLIT,
-    ("MNIST IDX folders", "seed"): _OFFICIAL_SPLIT,
+    ("MNIST IDX folders", "test_fraction"): (
+        "MNIST IDX folders keep their official train/test split (or, with split=paper, hold out "
+        "the last holdout images of a seeded shuffle)"
+    ),
+    ("image folders", "split"): (
+        f"split chooses the train/test split of a folder holding {MNIST_FILES_TEXT}, and this "
+        "folder holds images instead"
+    ),
 }
 
 
@@ -129,7 +157,7 @@ def _check_values(opts: dict[str, Any]) -> None:
         raise bad("test_fraction", "between 0 and 1 (exclusive), for example 0.2")
     if opts.get("seed") is not None and opts["seed"] < 0:
         raise bad("seed", "a non-negative integer")
-    for key in ("limit", "size", "crop"):
+    for key in ("limit", "size", "crop", "holdout"):
         if opts.get(key) is not None and opts[key] < 1:
             raise bad(key, "a positive integer")
     if opts.get("n") is not None and opts["n"] < 2:
@@ -137,6 +165,11 @@ def _check_values(opts: dict[str, Any]) -> None:
     noise = opts.get("noise")
     if noise is not None and not (math.isfinite(noise) and noise >= 0):
         raise bad("noise", "a finite number >= 0")
+
+
+def _given(options: Mapping[str, Any] | None) -> set[str]:
+    """The option names the user gave (a value of ``None`` counts as not given)."""
+    return {str(k).strip().replace("-", "_") for k, v in (options or {}).items() if v is not None}
 
 
 def _join(items: Iterable[str]) -> str:

@@ -1,0 +1,84 @@
+"""The ``eval.json`` record of a run folder: its name, its metrics and when it can be reused.
+
+``eval.json`` holds ``metrics`` (name -> ``{"value", "floor"}``), ``skipped`` (name -> reason),
+``details``, ``timings``, the ``settings`` it was computed with and the SHA-256 of the run's
+``model.safetensors``: a record is reused only for the same settings and the same weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from wae_toolkit.errors import UsageError
+from wae_toolkit.runs import CONFIG, WEIGHTS
+
+__all__ = [
+    "EVAL_FILE",
+    "METRICS",
+    "HOW_TO_READ",
+    "check_run_folder",
+    "eval_settings",
+    "weights_hash",
+    "reusable",
+]
+
+EVAL_FILE = "eval.json"
+
+#: Metric name -> (label, what its floor is, which way is better), in table order.
+METRICS: dict[str, tuple[str, str, str]] = {
+    "test_cost": ("held-out cost", "-", "lower"),
+    "test_mmd": ("MMD^2(codes, prior)", "2 prior samples", "lower, down to the floor"),
+    "sharpness_reconstructions": ("sharpness, reconstructions", "real data", "close to real"),
+    "sharpness_samples": ("sharpness, samples", "real data", "close to real"),
+    "w2_samples": ("W2(samples, held-out)", "train vs held-out", "lower, down to the floor"),
+    "cfd_samples": ("classifier FD, samples", "train vs held-out", "lower, down to the floor"),
+    "cfd_reconstructions": ("classifier FD, reconstr.", "0: the same points", "lower"),
+    "fid_samples": ("FID, samples", "train vs held-out", "lower, down to the floor"),
+}
+#: The line under the tables that says how to read them.
+HOW_TO_READ = (
+    "Lower is better for the cost and the distances, down to their floor (real data against real "
+    "data at the same sample size); sharpness should be close to the real data's."
+)
+
+
+def check_run_folder(path: Path) -> None:
+    """Raise :class:`UsageError` unless ``path`` is a folder holding a ``config.json``."""
+    if not path.exists():
+        raise UsageError(f"'{path}' does not exist; give a run folder written by 'wae run'.")
+    if not (path / CONFIG).is_file():
+        raise UsageError(f"'{path}' is not a run folder: it has no {CONFIG}.")
+
+
+def eval_settings(
+    n_samples: int, seed: int, exact_max: int, classifier_steps: int
+) -> dict[str, int]:
+    """The settings an ``eval.json`` was computed with (all of them change its values)."""
+    return {
+        "n_samples": n_samples,
+        "seed": seed,
+        "exact_max": exact_max,
+        "classifier_steps": classifier_steps,
+    }
+
+
+def weights_hash(run_dir: Path) -> str:
+    """SHA-256 of the run's ``model.safetensors``."""
+    return hashlib.sha256((run_dir / WEIGHTS).read_bytes()).hexdigest()
+
+
+def reusable(run_dir: Path, settings: dict[str, int]) -> dict[str, Any] | None:
+    """The run's ``eval.json`` when it was computed with ``settings`` on its current weights."""
+    eval_path = run_dir / EVAL_FILE
+    if not (eval_path.is_file() and (run_dir / WEIGHTS).is_file()):
+        return None
+    try:
+        record: dict[str, Any] = json.loads(eval_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if record.get("settings") != settings or record.get("weights_sha256") != weights_hash(run_dir):
+        return None
+    return record

@@ -250,3 +250,13 @@ def test_bad_inputs_and_options():
     ):
         with pytest.raises(UsageError):
             JSGANPenalty(**options)
+
+
+@pytest.mark.parametrize("prior", ["sphere", "uniform"])
+def test_prior_logit_refuses_priors_without_a_density_everywhere(prior):
+    from wae_toolkit.registry import create
+
+    pen = JSGANPenalty(hidden=8, prior_logit=True)
+    with pytest.raises(UsageError, match="prior_logit=false"):
+        pen.bind(create("prior", prior, dim=3))
+    JSGANPenalty(hidden=8, prior_logit=True).bind(create("prior", "gmm", dim=3))

@@ -61,6 +61,22 @@ class JSGANPenalty(MLPCriticPenalty):
         super().__init__(hidden, layers, lr, critic_steps, betas=(beta1, beta2))
         self.prior_logit = bool(prior_logit)
 
+    def bind(self, prior: Prior) -> None:
+        """Build the discriminator; with ``prior_logit``, check that ``log p_Z`` is finite
+        everywhere (probed at points far outside the prior's bulk), since it enters the logit."""
+        if self.prior_logit:
+            with torch.no_grad():
+                far = prior.sample(16) * 10.0 + 1.0
+                finite = bool(torch.isfinite(prior.log_prob(far)).all())
+            if not finite:
+                raise UsageError(
+                    f"prior_logit=True adds log p_Z(z) to the logit, but the prior "
+                    f"{type(prior).__name__} has log p_Z = -inf outside its support, which would "
+                    "make the logits infinite; use prior_logit=false, or a prior with a density "
+                    "on all of R^D (gaussian, gmm)."
+                )
+        super().bind(prior)
+
     # -- logits and losses -----------------------------------------------------------------------
 
     def _log_prior(self, z: Tensor) -> Tensor:

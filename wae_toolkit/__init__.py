@@ -15,6 +15,9 @@ __all__ = [
     "RunConfig",
     "train",
     "load_run",
+    "resolve_config",
+    "evaluate_run",
+    "compare_runs",
     "create",
     "list_plugins",
 ]
@@ -24,6 +27,8 @@ from wae_toolkit.registry import create, list_plugins
 
 if TYPE_CHECKING:
     from wae_toolkit.config import RunConfig
+    from wae_toolkit.metrics import compare_runs, evaluate_run
+    from wae_toolkit.presets import resolve_config
     from wae_toolkit.runs import load_run
     from wae_toolkit.train import train
 
@@ -31,6 +36,9 @@ _LAZY = {
     "RunConfig": "wae_toolkit.config",
     "train": "wae_toolkit.train",
     "load_run": "wae_toolkit.runs",
+    "resolve_config": "wae_toolkit.presets",
+    "evaluate_run": "wae_toolkit.metrics",
+    "compare_runs": "wae_toolkit.metrics",
 }
 
 

@@ -36,6 +36,12 @@ class MeanMatchPenalty(LatentPenalty):
         return self.weight * (z_q.mean(0) - z_p.mean(0)).pow(2).sum()
 
 
+class FuturePenalty(MeanMatchPenalty):
+    """Written for an interface this wae-toolkit does not provide yet."""
+
+    interface_version = "2.0"
+
+
 def not_a_class():
     """A function registered by mistake."""
 '''
@@ -74,6 +80,7 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "mean-match = fakeplug.good:MeanMatchPenalty\n"
         "broken-penalty = fakeplug.broken:BrokenPenalty\n"
         "not-a-class = fakeplug.good:not_a_class\n"
+        "future-penalty = fakeplug.good:FuturePenalty\n"
     )
     monkeypatch.syspath_prepend(str(root))
     old = os.environ.get("PYTHONPATH")

@@ -205,3 +205,20 @@ def test_logvar_penalty_needs_a_gaussian_encoder():
 
     with pytest.raises(UsageError, match="--encoder gaussian"):
         RunConfig(logvar_l1=1.0).validate()
+
+
+def test_load_run_warns_when_a_plugin_version_changed_and_refuses_a_missing_one(tmp_path):
+    from wae_toolkit.errors import PluginVersionWarning, UsageError
+
+    res = train(_cfg(tmp_path, epochs=1))
+    path = res.run_dir / "config.json"
+    record = json.loads(path.read_text())
+    record["plugins"]["penalty"]["version"] = "0.0.1"
+    path.write_text(json.dumps(record))
+    with pytest.warns(PluginVersionWarning, match="from wae-toolkit 0.0.1"):
+        load_run(res.run_dir)
+    record["plugins"]["penalty"].update(name="gone", distribution="wae-gone", version="2.0")
+    record["run"]["penalty"] = "gone"
+    path.write_text(json.dumps(record))
+    with pytest.raises(UsageError, match=r"pip install wae-gone==2.0"):
+        load_run(res.run_dir)

@@ -62,8 +62,17 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    builtins_only: bool = typer.Option(
+        False,
+        "--builtins-only",
+        help="Use wae-toolkit's own plugins only (same as WAE_DISABLE_PLUGIN_AUTOLOAD=1).",
+    ),
 ) -> None:
     _STATE["verbose"] = verbose or _STATE["verbose"]
+    if builtins_only:
+        from wae_toolkit.registry import AUTOLOAD_ENV
+
+        os.environ[AUTOLOAD_ENV] = "1"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,6 +320,31 @@ def plugins_show(
     flag = f"--{info.kind}-opt"
     out.print(
         f"Set options with {flag} NAME=VALUE, e.g. 'wae run --{info.kind} {name} {flag} ...'."
+    )
+
+
+@plugins_app.command("new")
+def plugins_new(
+    kind: str = typer.Argument(..., help=f"Plugin kind: {', '.join(KINDS)}."),
+    name: str = typer.Argument(..., help="Plugin name in kebab-case, e.g. my-penalty."),
+    directory: str = typer.Option(None, "--dir", help="Target folder. \\[default: wae-NAME]"),
+) -> None:
+    """Write a ready-to-install plugin package: pyproject with the entry point, a working class
+    with its docstring contract, and a test that runs the conformance kit."""
+    from wae_toolkit.scaffold import new_plugin, plugin_identifiers
+
+    files = new_plugin(kind, name, directory)
+    root = files[0].parent
+    ids = plugin_identifiers(normalize_kind(kind), name)
+    out.print(f"Wrote the {normalize_kind(kind)} plugin '{name}' ({ids['dist']}) in {root}:")
+    for path in files:
+        out.print(f"  {path}", markup=False)
+    out.print(
+        f"Next: pip install -e {root}  (on a CPU-only machine add -c constraints.txt), then "
+        f"'wae plugins list' shows it and 'pytest {root / 'tests'}' runs its conformance test; "
+        f"edit {files[3]} to make it yours.",
+        markup=False,
+        soft_wrap=True,
     )
 
 

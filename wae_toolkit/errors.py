@@ -45,6 +45,11 @@ class PluginLoadError(WaeError):
     """An installed plugin failed to import, or does not follow its interface."""
 
 
+class PluginVersionWarning(UserWarning):
+    """A saved run is loaded with plugins from other distributions or versions than it was
+    trained with."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

@@ -29,6 +29,8 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "INTERFACE_VERSION",
+    "PluginBase",
     "Cost",
     "LatentPenalty",
     "Prior",
@@ -42,7 +44,25 @@ __all__ = [
 EncoderOutput = Tensor | tuple[Tensor, Tensor]
 
 
-class Cost(ABC):
+#: Version of these interfaces, ``MAJOR.MINOR``. A plugin declares the version it was written for
+#: in its class attribute ``interface_version``; it loads when the major versions are equal and
+#: its minor version is not newer than this one (minor versions only add optional features).
+INTERFACE_VERSION = "1.0"
+
+
+class PluginBase:
+    """What every plugin class carries, whatever its kind.
+
+    Attributes:
+        interface_version: the interface version the plugin was written for. Declare it in your
+            class (``interface_version = "1.0"``) so a future, incompatible wae-toolkit reports the
+            mismatch clearly instead of failing somewhere inside training.
+    """
+
+    interface_version: ClassVar[str] = INTERFACE_VERSION
+
+
+class Cost(PluginBase, ABC):
     """Reconstruction cost ``c(x, x_hat)``.
 
     Subclasses implement :meth:`cost`. A cost holds no trainable state.
@@ -75,7 +95,7 @@ class Cost(ABC):
         return f"{type(self).__name__}()"
 
 
-class Prior(nn.Module, ABC):
+class Prior(PluginBase, nn.Module, ABC):
     """The prior ``P_Z`` on the latent space: a distribution over ``R^D`` you can sample.
 
     A prior is an ``nn.Module`` so it may hold parameters (learnable means, say) and follows
@@ -145,7 +165,7 @@ def prior_moments(prior: Prior, who: str) -> tuple[int, float]:
     return int(prior.dim), variance
 
 
-class LatentPenalty(nn.Module, ABC):
+class LatentPenalty(PluginBase, nn.Module, ABC):
     """Divergence ``D_Z(Q_Z, P_Z)`` between the codes and the prior, estimated on one batch.
 
     Called as ``penalty(z_q, z_p)`` with codes ``z_q`` ``(B, D)`` and prior samples ``z_p``
@@ -192,7 +212,7 @@ class LatentPenalty(nn.Module, ABC):
         return {}
 
 
-class Network(ABC):
+class Network(PluginBase, ABC):
     """Builds an encoder and a decoder for a data shape and a latent dimension.
 
     A network plugin is a factory: its constructor takes the architecture options (widths,

@@ -185,6 +185,7 @@ def get_plugin_class(kind: str, name: str) -> type:
             f"is not a subclass of {iface.__module__}.{iface.__name__}; a {kind} plugin must be "
             "a class implementing that interface."
         )
+    _check_interface_version(obj, kind, name, info)
     abstract = getattr(obj, "__abstractmethods__", ())
     if abstract:
         missing = ", ".join(sorted(abstract))
@@ -193,6 +194,27 @@ def get_plugin_class(kind: str, name: str) -> type:
             f"of {iface.__name__}."
         )
     return obj
+
+
+def _check_interface_version(cls: type, kind: str, name: str, info: PluginInfo) -> None:
+    """Refuse a plugin written for an interface version this wae-toolkit does not provide."""
+    from wae_toolkit.interfaces import INTERFACE_VERSION
+
+    declared = str(getattr(cls, "interface_version", INTERFACE_VERSION))
+    ours = tuple(int(p) for p in INTERFACE_VERSION.split("."))
+    try:
+        theirs = tuple(int(p) for p in declared.split("."))
+        ok = len(theirs) == 2 and theirs[0] == ours[0] and theirs[1] <= ours[1]
+    except ValueError:
+        ok = False
+    if not ok:
+        raise PluginLoadError(
+            f"The {kind} plugin '{name}' from {info.distribution} {info.version} was written for "
+            f"wae-toolkit interface {declared}, but this wae-toolkit provides interface "
+            f"{INTERFACE_VERSION} (it loads plugins for {ours[0]}.0 to {INTERFACE_VERSION}). "
+            f"Install a version of '{info.distribution}' made for interface {ours[0]}.x, or a "
+            "wae-toolkit that provides its interface."
+        )
 
 
 def create(kind: str, name: str, /, **options: Any) -> Any:

@@ -154,6 +154,31 @@ def save_weights(path: Path, tensors: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _check_plugins(path: Path, recorded: dict[str, Any]) -> None:
+    """Refuse a run whose plugins are not installed; warn when their provider changed."""
+    import warnings
+
+    from wae_toolkit.errors import PluginVersionWarning, UnknownPluginError
+    from wae_toolkit.registry import get_plugin_info
+
+    for kind, rec in recorded.items():
+        name, dist, version = rec.get("name"), rec.get("distribution"), rec.get("version")
+        try:
+            now = get_plugin_info(kind, str(name))
+        except UnknownPluginError:
+            raise UsageError(
+                f"The run '{path}' uses the {kind} '{name}' from {dist} {version}, which is not "
+                f"installed; install it (pip install {dist}=={version}) to load this run."
+            ) from None
+        if (now.distribution, now.version) != (dist, version):
+            warnings.warn(
+                f"The run '{path}' was trained with the {kind} '{name}' from {dist} {version}; "
+                f"it is now provided by {now.distribution} {now.version}, so results may differ.",
+                PluginVersionWarning,
+                stacklevel=3,
+            )
+
+
 @dataclass
 class LoadedRun:
     """A run folder loaded back: its configuration, model and penalty, in eval mode on CPU."""
@@ -190,6 +215,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
         value_range = None if vr is None else (float(vr[0]), float(vr[1]))
     except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"'{cfg_path}' is not a valid run configuration: {exc}.") from None
+    _check_plugins(path, record.get("plugins", {}))
     comps = build_components(config, shape, value_range)
     weights_path = path / WEIGHTS
     if not weights_path.is_file():

@@ -22,7 +22,15 @@ from torch import Tensor
 from wae_toolkit.interfaces import Cost, LatentPenalty, Network, Prior
 from wae_toolkit.options import plugin_options, resolved_options
 
-__all__ = ["check_cost", "check_penalty", "check_prior", "check_network", "check_options"]
+__all__ = [
+    "check_plugin",
+    "check_cost",
+    "check_penalty",
+    "check_prior",
+    "check_network",
+    "check_options",
+    "IsotropicGaussian",
+]
 
 
 class IsotropicGaussian(Prior):
@@ -58,9 +66,11 @@ def check_options(obj: Any) -> None:
     """The plugin's options can be read back and rebuild an identical plugin.
 
     Every constructor argument has a default (a prior's ``dim`` excepted) and a type annotation,
-    and building the class again from :func:`~wae_toolkit.options.resolved_options` gives the same
-    options: this is what a run configuration saves and reloads.
+    every option is stored under its own name, and the options survive the trip a run
+    configuration makes: to JSON text and back, then through the constructor.
     """
+    import json
+
     cls = type(obj)
     for spec in plugin_options(cls):
         if isinstance(obj, Prior) and spec.name == "dim":
@@ -69,7 +79,17 @@ def check_options(obj: Any) -> None:
         assert spec.type_name != "any", (
             f"{cls.__name__}: option '{spec.name}' needs a type annotation"
         )
-    opts = resolved_options(obj)
+    specs = plugin_options(cls)
+    missing = [s.name for s in specs if not hasattr(obj, s.name) and s.name != "dim"]
+    assert not missing, (
+        f"{cls.__name__}: store each option under its own name (self.{missing[0]} = ...), so "
+        "runs can record it"
+    )
+    try:
+        text = json.dumps(resolved_options(obj))
+    except TypeError as exc:
+        raise AssertionError(f"{cls.__name__}: options must be JSON values: {exc}") from None
+    opts = json.loads(text)
     if isinstance(obj, Prior):
         opts["dim"] = obj.dim
     from wae_toolkit.options import bind_options
@@ -79,6 +99,23 @@ def check_options(obj: Any) -> None:
         f"{cls.__name__}: rebuilding from the saved options changed them: "
         f"{resolved_options(obj)} -> {resolved_options(rebuilt)}"
     )
+
+
+def check_plugin(obj: Any, device: str | torch.device = "cpu") -> None:
+    """Run the checks for ``obj``'s kind (cost, penalty, prior or network) with their defaults."""
+    if isinstance(obj, Cost):
+        check_cost(obj, device=device)
+    elif isinstance(obj, LatentPenalty):
+        check_penalty(obj, device=device)
+    elif isinstance(obj, Prior):
+        check_prior(obj, device=device)
+    elif isinstance(obj, Network):
+        check_network(obj, device=device)
+    else:
+        raise AssertionError(
+            f"{_name(obj)} is not a plugin: it must subclass Cost, LatentPenalty, Prior or Network "
+            "from wae_toolkit.interfaces"
+        )
 
 
 def check_cost(cost: Cost, device: str | torch.device = "cpu") -> None:

@@ -276,7 +276,7 @@ pip install -e .                 # on a CPU-only machine: pip install -c constra
 wae plugins list --kind {kind}   # shows '{name}' from {dist} 0.1.0
 wae plugins show {name}          # its documentation and options
 wae run --{kind} {name}          # train with it on the built-in digits
-pytest tests                     # the conformance kit: wae_toolkit.testing.{check}
+pip install pytest && pytest tests   # the conformance kit: wae_toolkit.testing.{check}
 ```
 
 Edit `{pkg}/plugin.py`: the class docstring's first line is what `wae plugins list` shows, its

@@ -7,10 +7,12 @@ PIP := $(PY) -m pip
 
 .PHONY: install install-test demo test lint clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+EXAMPLE_PLUGIN := plugins/wae-toolkit-energy
+
+$(VENV)/.installed: pyproject.toml constraints.txt $(EXAMPLE_PLUGIN)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e .
+	$(PIP) install -q -c constraints.txt -e . -e $(EXAMPLE_PLUGIN)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -29,8 +31,8 @@ test: install-test
 
 lint: install-test
 	$(PIP) install -q ruff mypy
-	$(VENV)/bin/ruff check wae_toolkit tests
-	$(VENV)/bin/ruff format --check wae_toolkit tests
+	$(VENV)/bin/ruff check wae_toolkit tests benchmarks $(EXAMPLE_PLUGIN)
+	$(VENV)/bin/ruff format --check wae_toolkit tests benchmarks $(EXAMPLE_PLUGIN)
 	$(VENV)/bin/mypy wae_toolkit
 
 clean:

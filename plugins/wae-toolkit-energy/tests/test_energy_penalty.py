@@ -19,10 +19,10 @@ import pytest
 import scipy.stats
 import torch
 from torch import Tensor
-
-from wae_energy.penalty import EnergyDistancePenalty, energy_distance
 from wae_toolkit.errors import UsageError
 from wae_toolkit.testing import check_options, check_penalty
+
+from wae_energy.penalty import EnergyDistancePenalty, energy_distance
 
 DIST = "wae-toolkit-energy"
 VERSION = "0.1.0"
@@ -37,11 +37,15 @@ def brute_force(x: np.ndarray, y: np.ndarray, beta: float, estimator: str) -> fl
     """The energy estimators by a double loop over pairs of rows (no smoothing)."""
     n, m = len(x), len(y)
     cross = sum(np.linalg.norm(x[i] - y[j]) ** beta for i in range(n) for j in range(m))
-    within_x = sum(np.linalg.norm(x[i] - x[k]) ** beta for i in range(n) for k in range(n) if i != k)
-    within_y = sum(np.linalg.norm(y[j] - y[k]) ** beta for j in range(m) for k in range(m) if j != k)
+    within_x = sum(
+        np.linalg.norm(x[i] - x[k]) ** beta for i in range(n) for k in range(n) if i != k
+    )
+    within_y = sum(
+        np.linalg.norm(y[j] - y[k]) ** beta for j in range(m) for k in range(m) if j != k
+    )
     if estimator == "unbiased":
-        return 2 * cross / (n * m) - within_x / (n * (n - 1)) - within_y / (m * (m - 1))
-    return 2 * cross / (n * m) - within_x / n**2 - within_y / m**2
+        return float(2 * cross / (n * m) - within_x / (n * (n - 1)) - within_y / (m * (m - 1)))
+    return float(2 * cross / (n * m) - within_x / n**2 - within_y / m**2)
 
 
 def value(x: np.ndarray, y: np.ndarray, **options: object) -> float:
@@ -283,8 +287,9 @@ def test_a_growing_shift_increases_the_value(estimator):
 def test_invariances_translation_rotation_and_scaling():
     """Distances are unchanged by a rigid motion and multiplied by c under scaling by c."""
     g = torch.Generator().manual_seed(8)
-    z, y = torch.randn(20, 3, generator=g, dtype=torch.float64), torch.randn(
-        30, 3, generator=g, dtype=torch.float64
+    z, y = (
+        torch.randn(20, 3, generator=g, dtype=torch.float64),
+        torch.randn(30, 3, generator=g, dtype=torch.float64),
     )
     rotation, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
     offset = torch.tensor([3.0, -2.0, 10.0], dtype=torch.float64)

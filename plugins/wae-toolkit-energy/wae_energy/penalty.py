@@ -13,7 +13,6 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-
 from wae_toolkit.errors import UsageError
 from wae_toolkit.interfaces import LatentPenalty
 from wae_toolkit.kernels import check_codes, squared_distances
@@ -69,7 +68,7 @@ def smoothed_power(d2: Tensor, beta: float, eps: float) -> Tensor:
     Returns:
         Same shape, dtype and device as ``d2``.
     """
-    return d2.pow(0.5 * beta)
+    return (d2 + eps).pow(0.5 * beta) - eps ** (0.5 * beta)
 
 
 def _offdiag_sum(k: Tensor) -> Tensor:

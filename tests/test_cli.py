@@ -183,3 +183,30 @@ def test_console_script_is_installed():
     exe = Path(sys.executable).parent / "wae"
     res = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "run" in res.stdout and "plugins" in res.stdout
+
+
+def test_the_example_distribution_trains_through_the_cli(capsys, tmp_path, monkeypatch):
+    from wae_toolkit.registry import AUTOLOAD_ENV, get_plugin_info
+
+    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)  # --builtins-only sets it; undone afterwards
+
+    info = get_plugin_info("penalty", "energy")  # installed by `make install` from plugins/
+    assert info.distribution == "wae-toolkit-energy" and not info.builtin
+    out_dir = tmp_path / "energy"
+    code, _, err = wae(
+        capsys,
+        "run",
+        "--penalty",
+        "energy",
+        "--penalty-opt",
+        "beta=1.5",
+        "--out",
+        str(out_dir),
+        *FAST,
+    )
+    assert code == 0, err
+    record = json.loads((out_dir / "config.json").read_text())
+    assert record["plugins"]["penalty"]["distribution"] == "wae-toolkit-energy"
+    assert record["plugins"]["penalty"]["options"]["beta"] == 1.5
+    code, out, _ = wae(capsys, "--builtins-only", "plugins", "list", "--kind", "penalty")
+    assert code == 0 and "energy" not in out and "mmd-imq" in out

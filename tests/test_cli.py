@@ -188,7 +188,7 @@ def test_console_script_is_installed():
 def test_the_example_distribution_trains_through_the_cli(capsys, tmp_path, monkeypatch):
     from wae_toolkit.registry import AUTOLOAD_ENV, get_plugin_info
 
-    monkeypatch.delenv(AUTOLOAD_ENV, raising=False)  # --builtins-only sets it; undone afterwards
+    monkeypatch.setenv(AUTOLOAD_ENV, "0")  # --builtins-only sets it to 1; restored afterwards
 
     info = get_plugin_info("penalty", "energy")  # installed by `make install` from plugins/
     assert info.distribution == "wae-toolkit-energy" and not info.builtin

@@ -54,3 +54,9 @@ def test_default_run_is_a_good_wae_on_digits(tmp_path):
         ((res.dataset.test - res.dataset.train.mean(0)) ** 2).flatten(1).sum(1).mean()
     )
     assert s["test_cost"] < 0.2 * mean_cost, (s, mean_cost)
+
+
+def test_latent_dimension_defaults_to_8_or_the_data_size():
+    assert RunConfig().resolved_latent_dim((1, 8, 8)) == 8
+    assert RunConfig().resolved_latent_dim((2,)) == 2
+    assert RunConfig(latent_dim=5).resolved_latent_dim((2,)) == 5

@@ -117,7 +117,10 @@ def run(
         None, "--data-opt", help="Option of the data source as NAME=VALUE (size, key, limit...)."
     ),
     latent_dim: int = typer.Option(
-        None, "--latent-dim", "-d", help="Latent dimension D. \\[default: 8]"
+        None,
+        "--latent-dim",
+        "-d",
+        help="Latent dimension D. \\[default: 8, or the data's size when smaller (2 for toy sets)]",
     ),
     encoder: str = typer.Option(
         None, help="Encoder kind: deterministic or gaussian. \\[default: deterministic]"

@@ -6,6 +6,7 @@ rebuilds exactly what was trained: the plugins are resolved by name through the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,9 @@ def build_components(
         DataError: the network cannot handle samples of ``sample_shape``.
     """
     config.validate()
+    if config.latent_dim is None:
+        config = dataclasses.replace(config, latent_dim=config.resolved_latent_dim(sample_shape))
+    assert config.latent_dim is not None
     cost = create("cost", config.cost, **config.cost_opts)
     prior_opts = {k: v for k, v in config.prior_opts.items() if k != "dim"}
     prior = create("prior", config.prior, dim=config.latent_dim, **prior_opts)

@@ -12,6 +12,7 @@ from wae_toolkit.errors import UsageError
 __all__ = ["RunConfig", "PAPER_BETAS"]
 
 PAPER_BETAS = (0.5, 0.999)
+DEFAULT_LATENT_DIM = 8
 DEVICES = ("auto", "cpu", "cuda", "mps")
 ENCODERS = ("deterministic", "gaussian")
 
@@ -28,6 +29,9 @@ class RunConfig:
         data_opts: options of the data source (``size``, ``key``, ``test_fraction``...).
         network, cost, penalty, prior: plugin names, resolved through the registry.
         latent_dim: dimension D of the latent space; the prior is built with ``dim=latent_dim``.
+            ``None`` (the default) means ``min(8, values per sample)``: 8 as in the paper's MNIST
+            setup, 2 for the 2-D toy sets (codes of higher dimension than the data could only
+            fill a thin slice of the prior).
         encoder: ``deterministic`` (z = E(x)) or ``gaussian`` (z ~ N(mu(x), diag sigma^2(x))).
         lam: lambda, the weight of the latent penalty.
         epochs, batch_size: length of training and batch size B.
@@ -65,7 +69,7 @@ class RunConfig:
     penalty_opts: dict[str, Any] = field(default_factory=dict)
     prior: str = "gaussian"
     prior_opts: dict[str, Any] = field(default_factory=dict)
-    latent_dim: int = 8
+    latent_dim: int | None = None
     encoder: str = "deterministic"
     lam: float = 10.0
     epochs: int = 300
@@ -97,6 +101,8 @@ class RunConfig:
 
         for name in ("latent_dim", "epochs", "batch_size", "log_every", "eval_every"):
             v = getattr(self, name)
+            if name == "latent_dim" and v is None:
+                continue
             if not is_int(v) or v < 1:
                 p.append(f"{name} must be an integer >= 1; got {v!r}.")
         if is_int(self.batch_size) and self.batch_size == 1:
@@ -143,7 +149,11 @@ class RunConfig:
                 p.append(f"{name} must be a non-empty name; got {v!r}.")
             if not isinstance(getattr(self, f"{name}_opts"), dict):
                 p.append(f"{name}_opts must be a mapping of option names to values.")
-        if "dim" in self.prior_opts and str(self.prior_opts["dim"]) != str(self.latent_dim):
+        if (
+            "dim" in self.prior_opts
+            and self.latent_dim is not None
+            and str(self.prior_opts["dim"]) != str(self.latent_dim)
+        ):
             p.append(
                 f"The prior's dimension ({self.prior_opts['dim']}) disagrees with the latent "
                 f"dimension ({self.latent_dim}); drop the prior's dim option or make them equal."
@@ -155,6 +165,12 @@ class RunConfig:
         problems = self.problems()
         if problems:
             raise UsageError(" ".join(problems) if len(problems) == 1 else "\n".join(problems))
+
+    def resolved_latent_dim(self, sample_shape: tuple[int, ...]) -> int:
+        """``latent_dim``, or ``min(8, values per sample)`` when it is None."""
+        if self.latent_dim is not None:
+            return self.latent_dim
+        return min(DEFAULT_LATENT_DIM, math.prod(sample_shape))
 
     def resolved_schedule(self) -> list[tuple[int, float]]:
         """The schedule in force: ``lr_schedule``, or the paper's proportions when it is None."""

@@ -13,6 +13,7 @@ Losses stay on the device and are read back every ``log_every`` steps only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -170,6 +171,7 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
 
     torch.manual_seed(config.seed)
     data = load_dataset(config.data, config.data_opts)
+    config = dataclasses.replace(config, latent_dim=config.resolved_latent_dim(data.sample_shape))
     comps = build_components(config, data.sample_shape, data.value_range)
     model, cost, penalty = comps.model, comps.cost, comps.penalty
     model.to(device)

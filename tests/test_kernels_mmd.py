@@ -347,3 +347,12 @@ def test_kernel_values():
     )
     with pytest.raises(UsageError, match="positive finite"):
         imq_kernel(d2, 0.0)
+
+
+def test_multi_scale_kernels_have_exact_first_derivatives():
+    d2 = (torch.rand(6, 5, dtype=torch.float64) * 4).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: imq_kernel(x, 1.5, PAPER_SCALES), (d2,))
+    assert torch.autograd.gradcheck(lambda x: rbf_kernel(x, 1.5, (0.5, 1.0, 4.0)), (d2,))
+    x = d2.detach()
+    expected = sum(1.5 * s / (1.5 * s + x) for s in PAPER_SCALES)
+    torch.testing.assert_close(imq_kernel(x, 1.5, PAPER_SCALES), expected)

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from wae_toolkit.errors import UsageError
 
@@ -145,11 +146,7 @@ def imq_kernel(d2: Tensor, c: float, scales: Sequence[float] = (1.0,)) -> Tensor
         Kernel values, same shape, dtype and device as ``d2``.
     """
     c, scales = _check_kernel_args(c, scales)
-    out = torch.zeros_like(d2)
-    for s in scales:
-        cs = c * s
-        out = out + cs / (cs + d2)
-    return out
+    return _ScaleSum.apply(d2, tuple(c * s for s in scales), "imq")
 
 
 def rbf_kernel(d2: Tensor, c: float, scales: Sequence[float] = (1.0,)) -> Tensor:
@@ -168,10 +165,41 @@ def rbf_kernel(d2: Tensor, c: float, scales: Sequence[float] = (1.0,)) -> Tensor
         Kernel values, same shape, dtype and device as ``d2``.
     """
     c, scales = _check_kernel_args(c, scales)
-    out = torch.zeros_like(d2)
-    for s in scales:
-        out = out + torch.exp(d2 / (-c * s))
-    return out
+    return _ScaleSum.apply(d2, tuple(c * s for s in scales), "rbf")
+
+
+class _ScaleSum(torch.autograd.Function):
+    """``sum_s f(d2 / a_s)`` with its derivative computed in the same pass.
+
+    Autograd through a plain loop over scales keeps one ``(n, m)`` intermediate per scale for the
+    backward pass; this keeps only the derivative ``dk/dd2``, so a multi-scale kernel costs about
+    as much memory as a single one. ``kind`` is ``"imq"`` (``a / (a + d2)``, derivative
+    ``-a / (a + d2)^2``) or ``"rbf"`` (``exp(-d2 / a)``, derivative ``-exp(-d2 / a) / a``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, d2: Tensor, constants: tuple[float, ...], kind: str) -> Tensor:
+        need_grad = d2.requires_grad
+        out = torch.zeros_like(d2)
+        slope = torch.zeros_like(d2) if need_grad else None
+        for a in constants:
+            if kind == "imq":
+                t = (d2 + a).reciprocal_().mul_(a)  # a / (a + d2)
+                if slope is not None:
+                    slope.addcmul_(t, t, value=-1.0 / a)  # -a / (a + d2)^2 = -t^2 / a
+            else:
+                t = torch.exp(d2 * (-1.0 / a))
+                if slope is not None:
+                    slope.add_(t, alpha=-1.0 / a)
+            out.add_(t)
+        ctx.save_for_backward(slope if slope is not None else out.new_empty(0))
+        return out
+
+    @staticmethod
+    @once_differentiable  # second derivatives would need the curvature: refuse, never return 0
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None, None
 
 
 def _offdiag_mean(k: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from wae_toolkit.model import WAE
+from wae_toolkit.model import WAE, adam
 
 __all__ = ["moment_loss", "pretrain_encoder", "PRIOR_MOMENT_SAMPLES"]
 
@@ -47,7 +47,7 @@ def pretrain_encoder(
         mu_p = z_p.mean(0)
         cov_p = _cov(z_p, mu_p)
     params = [p for p in model.encoder.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr, betas=betas)
+    opt = adam(params, lr, betas)
     losses = torch.empty(steps, device=train_x.device)
     model.train()
     n = len(train_x)

@@ -28,6 +28,7 @@ from wae_toolkit.config import RunConfig
 from wae_toolkit.data import Dataset, load_dataset
 from wae_toolkit.errors import UsageError, WaeError
 from wae_toolkit.evaluation import evaluate, prior_mmd_floor
+from wae_toolkit.model import adam
 from wae_toolkit.runs import (
     CONFIG,
     METRICS,
@@ -188,9 +189,7 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
     params = [p for p in model.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
     torch.set_num_threads(_threads_for(config, device, n_params))
-    opt = torch.optim.Adam(
-        params, lr=config.lr, betas=(config.beta1, config.beta2), foreach=device.type != "cpu"
-    )
+    opt = adam(params, config.lr, (config.beta1, config.beta2))
 
     replaced = prepare_run_dir(out, config.overwrite)
     record = {

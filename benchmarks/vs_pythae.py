@@ -32,7 +32,7 @@ after the timed part). pythae's console logging and tqdm bars are silenced (``TQ
     python benchmarks/vs_pythae.py --cases cpu-conv-28 --cpu-conv-steps 4   # paper width, quick
     python benchmarks/vs_pythae.py --cases cpu-conv-28 --width 32           # lighter conv net
 
-On one CPU core the paper's conv net (width 128, about 21M parameters) takes about 4.5 s per
+On one CPU core the paper's conv net (width 128, about 22M parameters) takes about 4.5 s per
 step of 100 images, so the default 30 steps of ``cpu-conv-28`` take over two minutes per run.
 The GPU cases are skipped with a message when torch sees no CUDA device.
 

@@ -15,6 +15,7 @@ memory stays ``O(n m)`` and never ``O(n m D)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -130,7 +131,9 @@ def squared_distances(a: Tensor, b: Tensor) -> Tensor:
     return torch.addmm(a2 + b2, a, b.mT, alpha=-2.0).clamp_min(0.0)
 
 
-def imq_kernel(d2: Tensor, c: float, scales: Sequence[float] = (1.0,)) -> Tensor:
+def imq_kernel(
+    d2: Tensor, c: float, scales: Sequence[float] = (1.0,), compiled: bool = False
+) -> Tensor:
     """Multi-scale inverse multiquadratic kernel of squared distances.
 
     ``k(a, b) = sum_s  c s / (c s + ||a - b||^2)``; each term lies in ``(0, 1]`` and equals 1 at
@@ -141,15 +144,19 @@ def imq_kernel(d2: Tensor, c: float, scales: Sequence[float] = (1.0,)) -> Tensor
         d2: squared distances, any shape (typically ``(n, m)`` from :func:`squared_distances`).
         c: base constant ``C > 0``, in squared code units.
         scales: positive multipliers ``s`` of ``c``; the kernel is the sum over them.
+        compiled: fuse the sum over scales into one kernel with ``torch.compile`` (one pass over
+            ``d2`` instead of several per scale; the first call compiles for seconds).
 
     Returns:
         Kernel values, same shape, dtype and device as ``d2``.
     """
     c, scales = _check_kernel_args(c, scales)
-    return _ScaleSum.apply(d2, tuple(c * s for s in scales), "imq")
+    return _ScaleSum.apply(d2, tuple(c * s for s in scales), "imq", compiled)
 
 
-def rbf_kernel(d2: Tensor, c: float, scales: Sequence[float] = (1.0,)) -> Tensor:
+def rbf_kernel(
+    d2: Tensor, c: float, scales: Sequence[float] = (1.0,), compiled: bool = False
+) -> Tensor:
     """Multi-scale Gaussian (RBF) kernel of squared distances.
 
     ``k(a, b) = sum_s exp(-||a - b||^2 / (c s))``, i.e. a Gaussian kernel of variance
@@ -160,12 +167,14 @@ def rbf_kernel(d2: Tensor, c: float, scales: Sequence[float] = (1.0,)) -> Tensor
         d2: squared distances, any shape.
         c: base constant ``C > 0``, in squared code units.
         scales: positive multipliers ``s`` of ``c``; the kernel is the sum over them.
+        compiled: fuse the sum over scales into one kernel with ``torch.compile`` (one pass over
+            ``d2`` instead of several per scale; the first call compiles for seconds).
 
     Returns:
         Kernel values, same shape, dtype and device as ``d2``.
     """
     c, scales = _check_kernel_args(c, scales)
-    return _ScaleSum.apply(d2, tuple(c * s for s in scales), "rbf")
+    return _ScaleSum.apply(d2, tuple(c * s for s in scales), "rbf", compiled)
 
 
 class _ScaleSum(torch.autograd.Function):
@@ -178,28 +187,44 @@ class _ScaleSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, d2: Tensor, constants: tuple[float, ...], kind: str) -> Tensor:
-        need_grad = d2.requires_grad
-        out = torch.zeros_like(d2)
-        slope = torch.zeros_like(d2) if need_grad else None
-        for a in constants:
-            if kind == "imq":
-                t = (d2 + a).reciprocal_().mul_(a)  # a / (a + d2)
-                if slope is not None:
-                    slope.addcmul_(t, t, value=-1.0 / a)  # -a / (a + d2)^2 = -t^2 / a
-            else:
-                t = torch.exp(d2 * (-1.0 / a))
-                if slope is not None:
-                    slope.add_(t, alpha=-1.0 / a)
-            out.add_(t)
+    def forward(
+        ctx: Any, d2: Tensor, constants: tuple[float, ...], kind: str, compiled: bool
+    ) -> Tensor:
+        terms = _compiled_terms() if compiled else _terms
+        out, slope = terms(d2, constants, kind, d2.requires_grad)
         ctx.save_for_backward(slope if slope is not None else out.new_empty(0))
         return out
 
     @staticmethod
     @once_differentiable  # second derivatives would need the curvature: refuse, never return 0
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
         (slope,) = ctx.saved_tensors
-        return grad * slope, None, None
+        return grad * slope, None, None, None
+
+
+def _terms(
+    d2: Tensor, constants: tuple[float, ...], kind: str, need_slope: bool
+) -> tuple[Tensor, Tensor | None]:
+    """The kernel sum over ``constants`` and, when asked, its derivative in ``d2``."""
+    out = torch.zeros_like(d2)
+    slope = torch.zeros_like(d2) if need_slope else None
+    for a in constants:
+        if kind == "imq":
+            t = (d2 + a).reciprocal_().mul_(a)  # a / (a + d2)
+            if slope is not None:
+                slope.addcmul_(t, t, value=-1.0 / a)  # -a / (a + d2)^2 = -t^2 / a
+        else:
+            t = torch.exp(d2 * (-1.0 / a))
+            if slope is not None:
+                slope.add_(t, alpha=-1.0 / a)
+        out.add_(t)
+    return out, slope
+
+
+@functools.cache
+def _compiled_terms() -> Callable[..., tuple[Tensor, Tensor | None]]:
+    """:func:`_terms` compiled once per process (torch.compile specialises per kind/scales)."""
+    return torch.compile(_terms, dynamic=None)
 
 
 def _offdiag_mean(k: Tensor) -> Tensor:

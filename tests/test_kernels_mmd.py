@@ -272,7 +272,7 @@ def test_penalty_is_a_latent_penalty_with_documented_options():
     for cls in (IMQMMDPenalty, RBFMMDPenalty):
         assert issubclass(cls, LatentPenalty) and not cls.adversarial
         specs = {s.name: s for s in plugin_options(cls)}
-        assert list(specs) == ["scales", "bandwidth", "estimator"]
+        assert list(specs) == ["scales", "bandwidth", "estimator", "compiled"]
         assert all(s.help for s in specs.values()), "every option needs an Args: line"
 
 

@@ -27,7 +27,7 @@ from wae_toolkit.components import Components, build_components
 from wae_toolkit.config import RunConfig
 from wae_toolkit.data import Dataset, load_dataset
 from wae_toolkit.errors import UsageError, WaeError
-from wae_toolkit.evaluation import evaluate, prior_mmd_floor
+from wae_toolkit.evaluation import MAX_MMD_SAMPLES, evaluate, prior_mmd_floor
 from wae_toolkit.model import adam
 from wae_toolkit.runs import (
     CONFIG,
@@ -184,7 +184,7 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
     steps_per_epoch = max(1, n // batch)
     total_steps = steps_per_epoch * config.epochs
     eval_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
-    floor = prior_mmd_floor(model.prior, min(len(test_x), 2000), eval_gen)
+    floor = prior_mmd_floor(model.prior, min(len(test_x), MAX_MMD_SAMPLES), eval_gen)
 
     params = [p for p in model.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)

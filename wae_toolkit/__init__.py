@@ -5,7 +5,7 @@ Importing this package is cheap: torch and the plugins load only when used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,7 @@ __all__ = [
     "list_plugins",
 ]
 
+from wae_toolkit._lazy import lazy_getattr
 from wae_toolkit.errors import WaeError
 from wae_toolkit.registry import create, list_plugins
 
@@ -32,19 +33,14 @@ if TYPE_CHECKING:
     from wae_toolkit.runs import load_run
     from wae_toolkit.train import train
 
-_LAZY = {
-    "RunConfig": "wae_toolkit.config",
-    "train": "wae_toolkit.train",
-    "load_run": "wae_toolkit.runs",
-    "resolve_config": "wae_toolkit.presets",
-    "evaluate_run": "wae_toolkit.metrics",
-    "compare_runs": "wae_toolkit.metrics",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'wae_toolkit' has no attribute {name!r}")
+__getattr__ = lazy_getattr(
+    "wae_toolkit",
+    {
+        "RunConfig": "config",
+        "train": "train",
+        "load_run": "runs",
+        "resolve_config": "presets",
+        "evaluate_run": "metrics",
+        "compare_runs": "metrics",
+    },
+)

@@ -33,15 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wae_toolkit.config import RunConfig
+from wae_toolkit.data.expected import CELEBA_FOLDER_TEXT, MNIST_FILES_TEXT
 from wae_toolkit.errors import UsageError, did_you_mean
 
 __all__ = ["Preset", "PRESETS", "get_preset", "resolve_config", "MNIST_HINT", "CELEBA_HINT"]
 
-MNIST_HINT = (
-    "a folder holding MNIST's IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-    "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally .gz)"
-)
-CELEBA_HINT = "a folder of the aligned CelebA JPEG images (img_align_celeba/*.jpg)"
+MNIST_HINT = f"a folder holding {MNIST_FILES_TEXT}"
+CELEBA_HINT = CELEBA_FOLDER_TEXT
 #: Encoder pre-training steps of the presets (the reference code pre-trains briefly).
 PRETRAIN_STEPS = 200
 

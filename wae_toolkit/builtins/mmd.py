@@ -31,7 +31,11 @@ class _MMDPenalty(LatentPenalty):
     _kernel_name: str
 
     def _setup(
-        self, scales: Sequence[float] | float, bandwidth: float | None, estimator: str
+        self,
+        scales: Sequence[float] | float,
+        bandwidth: float | None,
+        estimator: str,
+        compiled: bool,
     ) -> None:
         if isinstance(scales, int | float):
             scales = (scales,)
@@ -66,6 +70,7 @@ class _MMDPenalty(LatentPenalty):
         self.scales: tuple[float, ...] = scales
         self.bandwidth: float | None = bandwidth
         self.estimator: str = estimator
+        self.compiled = bool(compiled)
         # penalty(z, z) is exactly 0 for the U-statistic (equal batch sizes) and the V-statistic,
         # not for "paper", whose cross term keeps its i = j pairs.
         self.zero_on_identical = estimator in ("unbiased", "biased")
@@ -151,9 +156,9 @@ class IMQMMDPenalty(_MMDPenalty):
             ``2 * D * sigma^2`` from the prior (``sigma^2 = 1`` before the prior is bound).
         estimator: ``paper`` (the WAE reference code: unbiased within-sample terms, all pairs in
             the cross term), ``unbiased`` (U-statistic) or ``biased`` (V-statistic, always >= 0).
-        compiled: fuse the kernel sum over the scales with ``torch.compile`` (one pass instead of
-            several per scale; about 16x faster per 1024 x 1024 matrix on CPU, after a compilation
-            of about 15 s at the first call: worth it for long runs with large batches).
+        compiled: fuse the kernel sum over the scales with ``torch.compile``; at B = 4096,
+            D = 8 on one CPU thread a forward+backward takes 0.84 s instead of 1.53 s, after a
+            compilation of 10-15 s at the first call: worth it for long runs with large batches.
     """
 
     _kernel = staticmethod(imq_kernel)
@@ -167,8 +172,7 @@ class IMQMMDPenalty(_MMDPenalty):
         compiled: bool = False,
     ) -> None:
         super().__init__()
-        self._setup(scales, bandwidth, estimator)
-        self.compiled = bool(compiled)
+        self._setup(scales, bandwidth, estimator, compiled)
 
 
 class RBFMMDPenalty(_MMDPenalty):
@@ -194,9 +198,9 @@ class RBFMMDPenalty(_MMDPenalty):
             ``2 * D * sigma^2`` from the prior (``sigma^2 = 1`` before the prior is bound).
         estimator: ``paper`` (the WAE reference code: unbiased within-sample terms, all pairs in
             the cross term), ``unbiased`` (U-statistic) or ``biased`` (V-statistic, always >= 0).
-        compiled: fuse the kernel sum over the scales with ``torch.compile`` (one pass instead of
-            several per scale; about 16x faster per 1024 x 1024 matrix on CPU, after a compilation
-            of about 15 s at the first call: worth it for long runs with large batches).
+        compiled: fuse the kernel sum over the scales with ``torch.compile``; at B = 4096,
+            D = 8 on one CPU thread a forward+backward takes 0.84 s instead of 1.53 s, after a
+            compilation of 10-15 s at the first call: worth it for long runs with large batches.
     """
 
     _kernel = staticmethod(rbf_kernel)
@@ -210,5 +214,4 @@ class RBFMMDPenalty(_MMDPenalty):
         compiled: bool = False,
     ) -> None:
         super().__init__()
-        self._setup(scales, bandwidth, estimator)
-        self.compiled = bool(compiled)
+        self._setup(scales, bandwidth, estimator, compiled)

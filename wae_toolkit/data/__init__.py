@@ -33,12 +33,19 @@ Every problem raises :class:`~wae_toolkit.errors.DataError` with one sentence th
 wrong and what is allowed.
 """
 
-from wae_toolkit.data.builtin import builtin_datasets
-from wae_toolkit.data.dataset import Dataset
-from wae_toolkit.data.expected import MNIST_FILES
-from wae_toolkit.data.images import IMAGE_EXTENSIONS
-from wae_toolkit.data.load import expected_contents, load_dataset
-from wae_toolkit.data.options import data_options
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wae_toolkit._lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from wae_toolkit.data.builtin import builtin_datasets
+    from wae_toolkit.data.dataset import Dataset
+    from wae_toolkit.data.expected import MNIST_FILES
+    from wae_toolkit.data.images import IMAGE_EXTENSIONS
+    from wae_toolkit.data.load import expected_contents, load_dataset
+    from wae_toolkit.data.options import data_options
 
 __all__ = [
     "Dataset",
@@ -49,3 +56,17 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MNIST_FILES",
 ]
+
+# Loaded on first use, so that light modules of this package (``expected``) import no torch.
+__getattr__ = lazy_getattr(
+    "wae_toolkit.data",
+    {
+        "Dataset": "dataset",
+        "load_dataset": "load",
+        "expected_contents": "load",
+        "builtin_datasets": "builtin",
+        "data_options": "options",
+        "IMAGE_EXTENSIONS": "images",
+        "MNIST_FILES": "expected",
+    },
+)

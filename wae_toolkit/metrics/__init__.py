@@ -19,8 +19,9 @@ The names below are imported on first use, so importing one submodule stays ligh
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wae_toolkit._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from wae_toolkit.metrics.compare import compare_runs
@@ -29,16 +30,13 @@ if TYPE_CHECKING:
 
 __all__ = ["EVAL_FILE", "METRICS", "RunDataError", "evaluate_run", "compare_runs"]
 
-_HOME = {
-    "EVAL_FILE": "record",
-    "METRICS": "record",
-    "RunDataError": "evaluate",
-    "evaluate_run": "evaluate",
-    "compare_runs": "compare",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        return getattr(importlib.import_module(f"wae_toolkit.metrics.{_HOME[name]}"), name)
-    raise AttributeError(f"module 'wae_toolkit.metrics' has no attribute '{name}'")
+__getattr__ = lazy_getattr(
+    "wae_toolkit.metrics",
+    {
+        "EVAL_FILE": "record",
+        "METRICS": "record",
+        "RunDataError": "evaluate",
+        "evaluate_run": "evaluate",
+        "compare_runs": "compare",
+    },
+)

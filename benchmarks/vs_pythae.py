@@ -157,9 +157,14 @@ def _data_spec(case: Case, tmp: Path) -> tuple[str, dict[str, Any]]:
     return str(path), {"test_fraction": n_test / (n_train + n_test), "seed": 0}
 
 
+#: wae-toolkit-only settings from the command line (--precision, --compile); pythae has neither.
+WAE_EXTRA: dict[str, Any] = {}
+
+
 def _config(case: Case, tmp: Path, threads: int | None, out: Path) -> RunConfig:
     data, data_opts = _data_spec(case, tmp)
     return RunConfig(
+        **WAE_EXTRA,
         data=data,
         data_opts=data_opts,
         network=case.network,
@@ -348,7 +353,19 @@ def main() -> None:
         "--cpu-conv-steps", type=int, default=30, help="steps of the cpu-conv-28 case"
     )
     parser.add_argument("--json", default=None, help="where to write the results (JSON)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="wae-toolkit's precision (pythae always trains in fp32; bf16 is not like for like)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="wae-toolkit compiles its step (compilation time is counted in its training time)",
+    )
     args = parser.parse_args()
+    WAE_EXTRA.update(precision=args.precision, compile=args.compile)
 
     try:
         import pythae
@@ -368,13 +385,16 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, pythae {getattr(pythae, '__version__', '0.1.2')}, "
         f"{threads} thread(s) for both (torch default {default_threads}), "
-        f"{args.repeats} pair(s) per case"
+        f"{args.repeats} pair(s) per case; wae-toolkit precision {args.precision}, "
+        f"compile {args.compile}"
     )
     results: dict[str, Any] = {
         "torch": torch.__version__,
         "threads": threads,
         "torch_default_threads": default_threads,
         "repeats": args.repeats,
+        "wae_precision": args.precision,
+        "wae_compile": args.compile,
         "cases": {},
     }
     with tempfile.TemporaryDirectory(prefix="vs_pythae_") as tmp_name:

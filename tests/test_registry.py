@@ -83,7 +83,7 @@ def test_plugin_for_another_interface_version_is_refused_clearly(fake_dist):
         registry.get_plugin_class("penalty", "future-penalty")
     msg = str(exc.value)
     assert "future-penalty" in msg and FAKE_DIST in msg
-    assert "written for wae-toolkit interface 2.0" in msg and "provides interface 1.0" in msg
+    assert "written for wae-toolkit interface 2.0" in msg and "provides interface 1.1" in msg
     # Every other plugin stays usable.
     assert registry.get_plugin_class("penalty", "mean-match").__name__ == "MeanMatchPenalty"
     assert registry.create("penalty", "mmd-imq").estimator == "paper"

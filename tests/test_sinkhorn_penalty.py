@@ -173,3 +173,33 @@ def test_bad_options(options, message):
 def test_keops_backends_need_pykeops():
     with pytest.raises(UsageError, match="needs the pykeops package"):
         SinkhornPenalty(backend="online")
+
+
+def test_auto_backend_is_tensorized_up_to_its_limit_and_same_value():
+    """`auto` picks tensorized within max_tensorized pairs; forcing it gives the same number."""
+    g = torch.Generator().manual_seed(3)
+    z_q, z_p = torch.randn(40, 2, generator=g), torch.randn(30, 2, generator=g)
+    auto = SinkhornPenalty(max_tensorized=40 * 30)
+    assert auto.backend_for(40, 30) == "tensorized"
+    assert float(auto(z_q, z_p)) == float(SinkhornPenalty(backend="tensorized")(z_q, z_p))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pykeops") is not None, reason="pykeops installed")
+def test_auto_backend_beyond_its_limit_says_what_to_do_without_pykeops():
+    pen = SinkhornPenalty(max_tensorized=100)
+    with pytest.raises(UsageError) as err:
+        pen(torch.randn(11, 2), torch.randn(10, 2))
+    msg = str(err.value)
+    assert "110 pairs, more than the 100" in msg and "pip install pykeops" in msg
+    assert "smaller batch" in msg and "\n" not in msg
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pykeops") is None, reason="pykeops not installed")
+def test_auto_backend_beyond_its_limit_uses_keops():
+    assert SinkhornPenalty(max_tensorized=100).backend_for(11, 10) == "online"
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True])
+def test_bad_max_tensorized(bad):
+    with pytest.raises(UsageError, match="max_tensorized must be"):
+        SinkhornPenalty(max_tensorized=bad)

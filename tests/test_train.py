@@ -222,3 +222,72 @@ def test_load_run_warns_when_a_plugin_version_changed_and_refuses_a_missing_one(
     path.write_text(json.dumps(record))
     with pytest.raises(UsageError, match=r"pip install wae-gone==2.0"):
         load_run(res.run_dir)
+
+
+def _weights(res):
+    return load_file(str(res.run_dir / "model.safetensors"))
+
+
+def test_bf16_precision_trains_as_well_as_fp32_on_cpu(tmp_path):
+    """bf16 autocast for the networks only: same losses to bf16 accuracy, float32 weights."""
+    cfg = dict(data_opts={"limit": 600}, epochs=6, eval_every=6)
+    fp32 = train(_cfg(tmp_path / "fp32", **cfg))
+    bf16 = train(_cfg(tmp_path / "bf16", precision="bf16", **cfg))
+    assert all(v.dtype == torch.float32 for v in _weights(bf16).values())
+    a, b = fp32.summary, bf16.summary
+    assert b["test_cost"] == pytest.approx(a["test_cost"], rel=0.1), (a, b)
+    assert b["test_mmd"] < 2 * a["test_mmd"] + 0.01, (a, b)
+    steps = [r for r in read_metrics(bf16.run_dir) if r["kind"] == "step"]
+    assert all(np.isfinite(r["loss"]) for r in steps)
+    run = json.loads((bf16.run_dir / "config.json").read_text())["run"]
+    assert run["precision"] == "bf16" and run["compile"] is False
+
+
+def test_compiled_step_gives_the_eager_losses(tmp_path):
+    """torch.compile changes the kernels, not the arithmetic: losses agree to rounding."""
+    cfg = dict(data_opts={"limit": 200}, epochs=2, batch_size=50)
+    eager = train(_cfg(tmp_path / "eager", **cfg))
+    compiled = train(_cfg(tmp_path / "compiled", compile=True, **cfg))
+    pick = lambda res: [  # noqa: E731
+        (r["step"], r["loss"]) for r in read_metrics(res.run_dir) if r["kind"] == "step"
+    ]
+    got, want = pick(compiled), pick(eager)
+    assert [s for s, _ in got] == [s for s, _ in want]
+    assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-3, abs=1e-5)
+
+
+def test_conv_networks_train_channels_last_with_the_same_result(tmp_path, monkeypatch):
+    """The conv net declares channels_last; the layout changes speed, not the numbers."""
+    from wae_toolkit.builtins.conv import ConvNetwork
+
+    assert ConvNetwork.channels_last
+    cfg = dict(network="conv", network_opts={"width": "4"}, batch_size=32, epochs=1)
+
+    def conv_weight(res):  # a convolution with several input channels (for one, both layouts agree)
+        convs = [m for m in res.model.encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+        return next(m.weight for m in convs if m.in_channels > 1)
+
+    nhwc = train(_cfg(tmp_path / "nhwc", **cfg))
+    assert conv_weight(nhwc).is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(ConvNetwork, "channels_last", False)
+    nchw = train(_cfg(tmp_path / "nchw", **cfg))
+    assert not conv_weight(nchw).is_contiguous(memory_format=torch.channels_last)
+    first = lambda res: next(  # noqa: E731  (the first step's losses: the same initial weights)
+        r for r in read_metrics(res.run_dir) if r["kind"] == "step"
+    )
+    a, b = first(nhwc), first(nchw)
+    for key in ("loss", "cost", "penalty"):
+        assert a[key] == pytest.approx(b[key], rel=1e-5), key
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"precision": "fp16"}, "precision must be one of fp32, bf16; got 'fp16'"),
+        ({"precision": "bf16", "device": "mps"}, "precision bf16 runs on cpu and cuda"),
+        ({"compile": "yes"}, "compile must be true or false; got 'yes'"),
+    ],
+)
+def test_speed_options_are_validated(kw, message):
+    with pytest.raises(Exception, match=message):
+        RunConfig(**kw).validate()

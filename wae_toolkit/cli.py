@@ -163,6 +163,17 @@ def run(
         help="Encoder pre-training steps matching the codes' moments to the prior's. "
         "\\[default: 0]",
     ),
+    compile_step: bool = typer.Option(
+        None,
+        "--compile/--no-compile",
+        help="Compile the training step with torch.compile (slower start, faster steps). "
+        "\\[default: no]",
+    ),
+    precision: str = typer.Option(
+        None,
+        help="fp32, or bf16 autocast for the networks (cost and penalty stay float32). "
+        "\\[default: fp32]",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full tracebacks on errors."),
 ) -> None:
     """Train a Wasserstein Auto-Encoder and write its run folder (weights, metrics, figures).
@@ -203,6 +214,8 @@ def run(
         "input_noise": input_noise,
         "logvar_l1": logvar_l1,
         "pretrain_steps": pretrain_steps,
+        "compile": compile_step,
+        "precision": precision,
     }
     given = {k: v for k, v in values.items() if v is not None}
     if lr_schedule is not None:

@@ -14,6 +14,7 @@ __all__ = ["RunConfig", "PAPER_BETAS"]
 PAPER_BETAS = (0.5, 0.999)
 DEFAULT_LATENT_DIM = 8
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16")
 ENCODERS = ("deterministic", "gaussian")
 
 
@@ -57,6 +58,12 @@ class RunConfig:
             collapsing; 0 turns it off.
         pretrain_steps: steps of encoder pre-training before the main loop, matching the mean
             and covariance of the codes to the prior's (the reference code's extra); 0 skips it.
+        compile: compile the training step (encoder, decoder, cost and penalty) with
+            ``torch.compile``; the first steps take 10-60 s longer, later ones are faster
+            (docs/performance.md says by how much).
+        precision: ``fp32`` or ``bf16``: with ``bf16`` the encoder and decoder run under bf16
+            autocast (CUDA, and CPUs with bf16 instructions) while the cost, the penalty and the
+            weights stay in float32.
     """
 
     data: str = "digits"
@@ -88,6 +95,8 @@ class RunConfig:
     input_noise: float = 0.0
     logvar_l1: float = 0.0
     pretrain_steps: int = 0
+    compile: bool = False
+    precision: str = "fp32"
 
     def problems(self) -> list[str]:
         """Every problem with the values, one sentence each (empty when the config is valid)."""
@@ -125,6 +134,12 @@ class RunConfig:
                 p.append(f"{name} must be in [0, 1); got {v!r}.")
         if self.encoder not in ENCODERS:
             p.append(f"encoder must be one of {', '.join(ENCODERS)}; got {self.encoder!r}.")
+        if not isinstance(self.compile, bool):
+            p.append(f"compile must be true or false; got {self.compile!r}.")
+        if self.precision not in PRECISIONS:
+            p.append(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}.")
+        elif self.precision == "bf16" and str(self.device).startswith("mps"):
+            p.append("precision bf16 runs on cpu and cuda devices; use fp32 on mps.")
         dev = str(self.device)
         if dev.split(":")[0] not in DEVICES:
             p.append(f"device must be auto, cpu, cuda, cuda:N or mps; got {dev!r}.")

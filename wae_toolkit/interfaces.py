@@ -47,7 +47,7 @@ EncoderOutput = Tensor | tuple[Tensor, Tensor]
 #: Version of these interfaces, ``MAJOR.MINOR``. A plugin declares the version it was written for
 #: in its class attribute ``interface_version``; it loads when the major versions are equal and
 #: its minor version is not newer than this one (minor versions only add optional features).
-INTERFACE_VERSION = "1.0"
+INTERFACE_VERSION = "1.1"  # 1.1: Network.channels_last
 
 
 class PluginBase:
@@ -55,7 +55,7 @@ class PluginBase:
 
     Attributes:
         interface_version: the interface version the plugin was written for. Declare it in your
-            class (``interface_version = "1.0"``) so a future, incompatible wae-toolkit reports the
+            class (``interface_version = "1.1"``) so a future, incompatible wae-toolkit reports the
             mismatch clearly instead of failing somewhere inside training.
     """
 
@@ -225,7 +225,15 @@ class Network(PluginBase, ABC):
 
     :meth:`check_shape` raises :class:`~wae_toolkit.errors.DataError` with one sentence that says
     which shapes the network accepts.
+
+    Set the class attribute ``channels_last = True`` when the modules are convolutional and
+    accept image batches ``(B, C, H, W)`` in any memory layout: the training loop then stores the
+    images and the weights channels-last (faster convolutions on CPUs and on GPUs' tensor cores)
+    and turns on cuDNN's autotuner on CUDA. Leave it False when the modules ``view`` their input.
     """
+
+    #: The modules are convolutional and accept channels-last image batches.
+    channels_last: bool = False
 
     def check_shape(self, data_shape: tuple[int, ...]) -> None:  # noqa: B027 - optional hook
         """Raise ``DataError`` if the network cannot handle samples of shape ``data_shape``."""

@@ -15,7 +15,6 @@ memory stays ``O(n m)`` and never ``O(n m D)``.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -131,9 +130,7 @@ def squared_distances(a: Tensor, b: Tensor) -> Tensor:
     return torch.addmm(a2 + b2, a, b.mT, alpha=-2.0).clamp_min(0.0)
 
 
-def imq_kernel(
-    d2: Tensor, c: float, scales: Sequence[float] = (1.0,), compiled: bool = False
-) -> Tensor:
+def imq_kernel(d2: Tensor, c: float, scales: Sequence[float] = (1.0,)) -> Tensor:
     """Multi-scale inverse multiquadratic kernel of squared distances.
 
     ``k(a, b) = sum_s  c s / (c s + ||a - b||^2)``; each term lies in ``(0, 1]`` and equals 1 at
@@ -144,19 +141,15 @@ def imq_kernel(
         d2: squared distances, any shape (typically ``(n, m)`` from :func:`squared_distances`).
         c: base constant ``C > 0``, in squared code units.
         scales: positive multipliers ``s`` of ``c``; the kernel is the sum over them.
-        compiled: fuse the sum over scales into one kernel with ``torch.compile`` (one pass over
-            ``d2`` instead of several per scale; the first call compiles for seconds).
 
     Returns:
         Kernel values, same shape, dtype and device as ``d2``.
     """
     c, scales = _check_kernel_args(c, scales)
-    return _ScaleSum.apply(d2, tuple(c * s for s in scales), "imq", compiled)
+    return _ScaleSum.apply(d2, tuple(c * s for s in scales), "imq")
 
 
-def rbf_kernel(
-    d2: Tensor, c: float, scales: Sequence[float] = (1.0,), compiled: bool = False
-) -> Tensor:
+def rbf_kernel(d2: Tensor, c: float, scales: Sequence[float] = (1.0,)) -> Tensor:
     """Multi-scale Gaussian (RBF) kernel of squared distances.
 
     ``k(a, b) = sum_s exp(-||a - b||^2 / (c s))``, i.e. a Gaussian kernel of variance
@@ -167,14 +160,12 @@ def rbf_kernel(
         d2: squared distances, any shape.
         c: base constant ``C > 0``, in squared code units.
         scales: positive multipliers ``s`` of ``c``; the kernel is the sum over them.
-        compiled: fuse the sum over scales into one kernel with ``torch.compile`` (one pass over
-            ``d2`` instead of several per scale; the first call compiles for seconds).
 
     Returns:
         Kernel values, same shape, dtype and device as ``d2``.
     """
     c, scales = _check_kernel_args(c, scales)
-    return _ScaleSum.apply(d2, tuple(c * s for s in scales), "rbf", compiled)
+    return _ScaleSum.apply(d2, tuple(c * s for s in scales), "rbf")
 
 
 class _ScaleSum(torch.autograd.Function):
@@ -187,19 +178,16 @@ class _ScaleSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(
-        ctx: Any, d2: Tensor, constants: tuple[float, ...], kind: str, compiled: bool
-    ) -> Tensor:
-        terms = _compiled_terms() if compiled else _terms
-        out, slope = terms(d2, constants, kind, d2.requires_grad)
+    def forward(ctx: Any, d2: Tensor, constants: tuple[float, ...], kind: str) -> Tensor:
+        out, slope = _terms(d2, constants, kind, d2.requires_grad)
         ctx.save_for_backward(slope if slope is not None else out.new_empty(0))
         return out
 
     @staticmethod
     @once_differentiable  # second derivatives would need the curvature: refuse, never return 0
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None]:
         (slope,) = ctx.saved_tensors
-        return grad * slope, None, None, None
+        return grad * slope, None, None
 
 
 def _terms(
@@ -219,12 +207,6 @@ def _terms(
                 slope.add_(t, alpha=-1.0 / a)
         out.add_(t)
     return out, slope
-
-
-@functools.cache
-def _compiled_terms() -> Callable[..., tuple[Tensor, Tensor | None]]:
-    """:func:`_terms` compiled once per process (torch.compile specialises per kind/scales)."""
-    return torch.compile(_terms, dynamic=None)
 
 
 def _offdiag_mean(k: Tensor) -> Tensor:

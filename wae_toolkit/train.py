@@ -13,6 +13,7 @@ Losses stay on the device and are read back every ``log_every`` steps only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -140,6 +141,57 @@ def _check_finite(logs: dict[str, float], step: int) -> None:
         )
 
 
+class StepFunctions:
+    """The two halves of a training step, compiled and/or under bf16 autocast as configured.
+
+    ``encode(x_in) -> (mean, log_var, z_q)`` runs the encoder (adversarial penalties update their
+    critic on ``z_q`` between the halves); ``objective(x, z_q, z_p, mean, log_var)`` returns the
+    loss terms ``loss``, ``cost``, ``penalty`` (and ``logvar_l1``). Under ``precision="bf16"``
+    only the networks run in bf16: codes and reconstructions are cast to float32 before the cost
+    and the penalty, so both are computed in float32.
+    """
+
+    def __init__(self, comps: Components, config: RunConfig, device: torch.device) -> None:
+        self.model, self.cost, self.penalty = comps.model, comps.cost, comps.penalty
+        self.lam, self.logvar_l1 = config.lam, config.logvar_l1
+        self.autocast = (
+            (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+            if config.precision == "bf16"
+            else contextlib.nullcontext
+        )
+        self.encode = torch.compile(self._encode) if config.compile else self._encode
+        self.objective = torch.compile(self._objective) if config.compile else self._objective
+
+    def _encode(self, x_in: torch.Tensor) -> tuple[Any, Any, torch.Tensor]:
+        with self.autocast():
+            mean, log_var = self.model.encode_stats(x_in)
+        mean = mean.float()
+        log_var = None if log_var is None else log_var.float()
+        return mean, log_var, self.model.draw(mean, log_var)
+
+    def _objective(
+        self,
+        x: torch.Tensor,
+        z_q: torch.Tensor,
+        z_p: torch.Tensor,
+        mean: torch.Tensor,
+        log_var: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        with self.autocast():
+            x_hat = self.model.decode(z_q)
+        rec = self.cost(x, x_hat.float()).mean()
+        if self.penalty.needs_encoder_stats:
+            pen = self.penalty(z_q, z_p, mean=mean, log_var=log_var)
+        else:
+            pen = self.penalty(z_q, z_p)
+        terms = {"loss": rec + self.lam * pen, "cost": rec, "penalty": pen}
+        if self.logvar_l1 and log_var is not None:
+            reg = log_var.abs().sum(1).mean()
+            terms["loss"] = terms["loss"] + self.logvar_l1 * reg
+            terms["logvar_l1"] = reg
+        return terms
+
+
 def train(
     config: RunConfig, callback: Callback | None = None, sources: dict[str, str] | None = None
 ) -> RunResult:
@@ -159,10 +211,12 @@ def train(
     """
     config.validate()
     previous_threads = torch.get_num_threads()
+    previous_benchmark = torch.backends.cudnn.benchmark
     try:
         return _train(config, callback or Callback(), sources)
     finally:
         torch.set_num_threads(previous_threads)
+        torch.backends.cudnn.benchmark = previous_benchmark
 
 
 def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> RunResult:
@@ -179,6 +233,10 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
     penalty.to(device)
     train_x = data.train.to(device)
     test_x = data.test.to(device)
+    if comps.network.channels_last and train_x.ndim == 4:
+        model.to(memory_format=torch.channels_last)
+        train_x = train_x.contiguous(memory_format=torch.channels_last)  # batches inherit it
+        test_x = test_x.contiguous(memory_format=torch.channels_last)
     n = len(train_x)
     batch = min(config.batch_size, n)
     steps_per_epoch = max(1, n // batch)
@@ -189,8 +247,11 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
     params = [p for p in model.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
     torch.set_num_threads(_threads_for(config, device, n_params))
+    if device.type == "cuda" and comps.network.channels_last:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each convolution once
     opt = adam(params, config.lr, (config.beta1, config.beta2))
 
+    step_fns = StepFunctions(comps, config, device)
     replaced = prepare_run_dir(out, config.overwrite)
     record = {
         "wae_toolkit_version": __version__,
@@ -260,27 +321,17 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
             for i in range(steps_per_epoch):
                 x = train_x[perm[i * batch : (i + 1) * batch]]
                 x_in = x + config.input_noise * torch.randn_like(x) if config.input_noise else x
-                mean, log_var = model.encode_stats(x_in)
-                z_q = model.draw(mean, log_var)
+                mean, log_var, z_q = step_fns.encode(x_in)
                 z_p = model.prior.sample(len(x))
                 logs: dict[str, torch.Tensor] = {}
                 if penalty.adversarial:
                     logs.update(penalty.critic_step(z_q.detach(), z_p.detach()))
-                rec = cost(x, model.decode(z_q)).mean()
-                if penalty.needs_encoder_stats:
-                    pen = penalty(z_q, z_p, mean=mean, log_var=log_var)
-                else:
-                    pen = penalty(z_q, z_p)
-                loss = rec + config.lam * pen
-                if config.logvar_l1 and log_var is not None:
-                    reg = log_var.abs().sum(1).mean()
-                    loss = loss + config.logvar_l1 * reg
-                    logs["logvar_l1"] = reg.detach()
+                terms = step_fns.objective(x, z_q, z_p, mean, log_var)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                terms["loss"].backward()
                 opt.step()
                 step += 1
-                logs.update(loss=loss.detach(), cost=rec.detach(), penalty=pen.detach())
+                logs.update({k: v.detach() for k, v in terms.items()})
                 for k, v in logs.items():
                     log_acc.setdefault(k, []).append(v)
                     epoch_acc.setdefault(k, []).append(v)

@@ -18,7 +18,10 @@ __all__ = ["SinkhornPenalty", "DEFAULT_BLUR_SCALE"]
 
 #: Default ``blur_scale``: ``blur = 0.7 * sqrt(D) * sigma`` (see :class:`SinkhornPenalty`).
 DEFAULT_BLUR_SCALE = 0.7
-_BACKENDS = ("tensorized", "online", "multiscale", "auto")
+#: ``backend="auto"`` keeps the cost matrices in memory up to this many pairs ``B * N`` (a few
+#: float32 matrices of 8192 x 8192 are about 1 GiB); beyond it KeOps computes them on the fly.
+DEFAULT_MAX_TENSORIZED = 8192 * 8192
+_BACKENDS = ("auto", "tensorized", "online", "multiscale")
 
 
 class SinkhornPenalty(LatentPenalty):
@@ -76,9 +79,12 @@ class SinkhornPenalty(LatentPenalty):
         p: exponent of the ground cost, 1 (``|x - y|``) or 2 (``|x - y|^2 / 2``).
         scaling: ratio between successive blurs of geomloss's eps-scaling; closer to 1 is more
             accurate and slower.
-        backend: geomloss backend; ``tensorized`` keeps the ``(B, N)`` cost matrix in memory;
-            ``online`` and ``multiscale`` need the ``pykeops`` package; ``auto`` lets geomloss
-            choose by size.
+        backend: ``auto`` (default) uses geomloss's ``tensorized`` backend (the ``(B, N)`` cost
+            matrices in memory, fastest) up to ``max_tensorized`` pairs and ``online`` (KeOps,
+            matrices computed on the fly) beyond, and says what to do when KeOps is not
+            installed; ``tensorized``, ``online`` and ``multiscale`` force one backend (the last
+            two need the ``pykeops`` package).
+        max_tensorized: the largest ``B * N`` the ``auto`` backend computes tensorized.
     """
 
     def __init__(
@@ -87,7 +93,8 @@ class SinkhornPenalty(LatentPenalty):
         blur_scale: float = DEFAULT_BLUR_SCALE,
         p: int = 2,
         scaling: float = 0.9,
-        backend: Literal["tensorized", "online", "multiscale", "auto"] = "tensorized",
+        backend: Literal["auto", "tensorized", "online", "multiscale"] = "auto",
+        max_tensorized: int = DEFAULT_MAX_TENSORIZED,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -108,6 +115,11 @@ class SinkhornPenalty(LatentPenalty):
                 f"{name}: backend {backend!r} needs the pykeops package (pip install pykeops); "
                 "use backend=tensorized without it."
             )
+        if isinstance(max_tensorized, bool) or not isinstance(max_tensorized, int):
+            raise UsageError(f"{name}: max_tensorized must be an integer; got {max_tensorized!r}.")
+        if max_tensorized < 1:
+            raise UsageError(f"{name}: max_tensorized must be positive; got {max_tensorized!r}.")
+        self.max_tensorized = max_tensorized
         self.blur = None if blur is None else float(blur)
         self.blur_scale = float(blur_scale)
         self.p = int(p)
@@ -159,10 +171,29 @@ class SinkhornPenalty(LatentPenalty):
             blur=self.effective_blur(z_q.shape[1]),
             scaling=self.scaling,
             debias=True,
-            backend=self.backend,
+            backend=self.backend_for(z_q.shape[0], z_p.shape[0]),
         )
         value: Tensor = loss(z_q.to(dtype), z_p.to(dtype))
         return value.to(z_q.dtype)
+
+    def backend_for(self, n: int, m: int) -> str:
+        """The geomloss backend for batches of ``n`` codes and ``m`` prior samples.
+
+        Raises:
+            UsageError: ``auto`` with more than ``max_tensorized`` pairs and no pykeops.
+        """
+        if self.backend != "auto":
+            return self.backend
+        if n * m <= self.max_tensorized:
+            return "tensorized"
+        if importlib.util.find_spec("pykeops") is None:
+            raise UsageError(
+                f"{type(self).__name__}: batches of {n} codes and {m} prior samples make "
+                f"{n * m:,} pairs, more than the {self.max_tensorized:,} kept in memory "
+                "(max_tensorized); install pykeops (pip install pykeops) to compute them on the "
+                "fly, use a smaller batch, or raise max_tensorized if the memory is there."
+            )
+        return "online"
 
     def extra_repr(self) -> str:
         blur = f"{self.blur_scale:g}*sqrt(D)*sigma" if self.blur is None else f"{self.blur:g}"

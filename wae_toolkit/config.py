@@ -64,6 +64,11 @@ class RunConfig:
         precision: ``fp32`` or ``bf16``: with ``bf16`` the encoder and decoder run under bf16
             autocast (CUDA, and CPUs with bf16 instructions) while the cost, the penalty and the
             weights stay in float32.
+        checkpoint_every: write a resumable checkpoint every this many steps (and at the end, and
+            when interrupted); at most this many steps are lost if the process is killed.
+        keep_checkpoints: how many of the newest checkpoints to keep.
+        skip_bad_steps: how many steps with a non-finite loss or gradient may be skipped (the
+            update is dropped, on the device) before training stops; 0 stops at the first.
     """
 
     data: str = "digits"
@@ -97,6 +102,9 @@ class RunConfig:
     pretrain_steps: int = 0
     compile: bool = False
     precision: str = "fp32"
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    skip_bad_steps: int = 0
 
     def problems(self) -> list[str]:
         """Every problem with the values, one sentence each (empty when the config is valid)."""
@@ -108,7 +116,15 @@ class RunConfig:
         def is_num(v: Any) -> bool:
             return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
-        for name in ("latent_dim", "epochs", "batch_size", "log_every", "eval_every"):
+        for name in (
+            "latent_dim",
+            "epochs",
+            "batch_size",
+            "log_every",
+            "eval_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+        ):
             v = getattr(self, name)
             if name == "latent_dim" and v is None:
                 continue
@@ -120,6 +136,8 @@ class RunConfig:
             v = getattr(self, name)
             if not is_num(v) or v < 0:
                 p.append(f"{name} must be a finite number >= 0; got {v!r}.")
+        if not is_int(self.skip_bad_steps) or self.skip_bad_steps < 0:
+            p.append(f"skip_bad_steps must be an integer >= 0; got {self.skip_bad_steps!r}.")
         if not is_int(self.pretrain_steps) or self.pretrain_steps < 0:
             p.append(f"pretrain_steps must be an integer >= 0; got {self.pretrain_steps!r}.")
         if is_num(self.logvar_l1) and self.logvar_l1 > 0 and self.encoder != "gaussian":

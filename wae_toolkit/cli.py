@@ -16,7 +16,7 @@ from rich.table import Table
 
 from wae_toolkit import __version__
 from wae_toolkit.cli_eval import compare_command, eval_command
-from wae_toolkit.errors import WaeError
+from wae_toolkit.errors import UsageError, WaeError
 from wae_toolkit.registry import KINDS, list_plugins, normalize_kind, plugin_names
 
 app = typer.Typer(
@@ -163,6 +163,24 @@ def run(
         help="Encoder pre-training steps matching the codes' moments to the prior's. "
         "\\[default: 0]",
     ),
+    checkpoint_every: int = typer.Option(
+        None,
+        help="Write a resumable checkpoint every N steps (also at the end and on Ctrl-C). "
+        "\\[default: 500]",
+    ),
+    keep_checkpoints: int = typer.Option(
+        None, help="How many of the newest checkpoints to keep. \\[default: 3]"
+    ),
+    skip_bad_steps: int = typer.Option(
+        None,
+        help="Steps with a NaN/infinite loss or gradient to skip before stopping. \\[default: 0]",
+    ),
+    resume: str = typer.Option(
+        None,
+        "--resume",
+        metavar="RUN_DIR",
+        help="Continue the run in RUN_DIR from its newest checkpoint, with its saved settings.",
+    ),
     compile_step: bool = typer.Option(
         None,
         "--compile/--no-compile",
@@ -216,8 +234,14 @@ def run(
         "pretrain_steps": pretrain_steps,
         "compile": compile_step,
         "precision": precision,
+        "checkpoint_every": checkpoint_every,
+        "keep_checkpoints": keep_checkpoints,
+        "skip_bad_steps": skip_bad_steps,
     }
     given = {k: v for k, v in values.items() if v is not None}
+    if resume is not None:
+        _resume(resume, preset, given, lr_schedule)
+        return
     if lr_schedule is not None:
         given["lr_schedule"] = parse_schedule(lr_schedule)  # None means the paper's proportions
     config, sources = resolve_config(preset, given)
@@ -228,6 +252,38 @@ def run(
     progress = RichProgress(err)
     try:
         result = train(config, callback=progress, sources=sources)
+    finally:
+        progress.stop()
+    print_summary(out, result)
+
+
+def _resume(run_dir: str, preset: str | None, given: dict[str, Any], schedule: str | None) -> None:
+    """``wae run --resume RUN_DIR``: the saved settings, the newest checkpoint."""
+    from wae_toolkit.config import RunConfig
+    from wae_toolkit.runs import read_run_config
+    from wae_toolkit.train import train
+    from wae_toolkit.ui import RichProgress, print_summary
+
+    flag = {"lam": "--lambda", "out": "--out"}
+    extra = [
+        flag.get(
+            k, "--" + k.removesuffix("_opts").replace("_", "-") + ("-opt" * k.endswith("_opts"))
+        )
+        for k, v in sorted(given.items())
+        if k != "threads" and v != {}
+    ]
+    extra += ["--preset"] * (preset is not None) + ["--lr-schedule"] * (schedule is not None)
+    if extra:
+        raise UsageError(
+            f"--resume continues a run with its saved settings; drop {', '.join(extra)} "
+            "(only --threads may change)."
+        )
+    saved = read_run_config(run_dir)
+    threads = {"threads": given["threads"]} if "threads" in given else {}
+    config = RunConfig.from_dict({**saved, "out": run_dir, "overwrite": False, **threads})
+    progress = RichProgress(err)
+    try:
+        result = train(config, callback=progress, resume=True)
     finally:
         progress.stop()
     print_summary(out, result)
@@ -429,3 +485,6 @@ def main(argv: list[str] | None = None) -> None:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             err.print(f"[red]Error:[/red] {_escape(line)}")
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C during training, or Ctrl-C outside it
+        err.print("[red]Interrupted.[/red]")
+        sys.exit(130)

@@ -47,7 +47,7 @@ EncoderOutput = Tensor | tuple[Tensor, Tensor]
 #: Version of these interfaces, ``MAJOR.MINOR``. A plugin declares the version it was written for
 #: in its class attribute ``interface_version``; it loads when the major versions are equal and
 #: its minor version is not newer than this one (minor versions only add optional features).
-INTERFACE_VERSION = "1.1"  # 1.1: Network.channels_last
+INTERFACE_VERSION = "1.1"  # 1.1: Network.channels_last, LatentPenalty.optimizers()
 
 
 class PluginBase:
@@ -208,6 +208,15 @@ class LatentPenalty(PluginBase, nn.Module, ABC):
 
         Returns:
             named scalar tensors to log (e.g. ``{"critic_loss": ...}``), left on the device.
+        """
+        return {}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers this penalty owns (a critic's), by name, created now if needed.
+
+        Checkpoints save and restore their state so that a resumed run continues exactly;
+        a penalty that keeps an optimizer and does not list it here resumes with a fresh one.
+        The default: none.
         """
         return {}
 

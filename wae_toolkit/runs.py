@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ RUN_FILES = (
     "data.png",
     "latent.png",
 )
+#: Folders a run writes (its checkpoints); ``--overwrite`` removes them too.
+RUN_DIRS = ("checkpoints",)
 
 
 def default_run_dir(data: str, penalty: str, root: str | Path = "runs") -> Path:
@@ -75,8 +78,8 @@ def check_run_dir(path: Path, overwrite: bool) -> list[str]:
         raise UsageError(f"The output path '{path}' is a file; give a folder for the run.")
     if path.is_dir():
         entries = [p.name for p in path.iterdir()]
-        old_run = [n for n in entries if n in RUN_FILES]
-        others = [n for n in entries if n not in RUN_FILES]
+        old_run = [n for n in entries if n in RUN_FILES or n in RUN_DIRS]
+        others = [n for n in entries if n not in RUN_FILES and n not in RUN_DIRS]
         if old_run and not overwrite:
             raise RunExistsError(
                 f"The folder '{path}' already holds a run; choose another --out, or pass "
@@ -92,6 +95,10 @@ def check_run_dir(path: Path, overwrite: bool) -> list[str]:
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(
+            f"Cannot create the run folder '{path}': '{parent}' is a file; choose another --out."
+        )
     if not os.access(parent, os.W_OK):
         raise UsageError(f"Cannot create the run folder '{path}': '{parent}' is not writable.")
     return []
@@ -102,7 +109,10 @@ def prepare_run_dir(path: Path, overwrite: bool) -> list[str]:
     replaced = check_run_dir(path, overwrite)
     path.mkdir(parents=True, exist_ok=True)
     for name in replaced:
-        (path / name).unlink()
+        if name in RUN_DIRS:
+            shutil.rmtree(path / name)
+        else:
+            (path / name).unlink()
     return replaced
 
 
@@ -124,15 +134,33 @@ def _json_default(obj: Any) -> Any:
 
 
 class MetricsWriter:
-    """Appends one JSON object per line to ``metrics.jsonl``."""
+    """Appends one JSON object per line to ``metrics.jsonl``.
 
-    def __init__(self, path: Path) -> None:
+    Args:
+        path: the file.
+        keep_lines: when given, first cut the file back to its first ``keep_lines`` lines (a
+            resumed run drops what was logged after its checkpoint).
+    """
+
+    def __init__(self, path: Path, keep_lines: int | None = None) -> None:
         self.path = path
+        self.lines = 0
+        if keep_lines is not None and path.exists():
+            with open(path, "rb") as fh:
+                kept = fh.readlines()[:keep_lines]
+            with open(path, "wb") as fh:
+                fh.writelines(kept)
+                fh.flush()
+                os.fsync(fh.fileno())
+        if path.exists():
+            with open(path, "rb") as fh:
+                self.lines = sum(1 for _ in fh)
         self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps(record, default=_json_default) + "\n")
         self._fh.flush()
+        self.lines += 1
 
     def close(self) -> None:
         self._fh.close()
@@ -189,6 +217,25 @@ class LoadedRun:
     model: Any  # WAE
     penalty: Any  # LatentPenalty
     cost: Any  # Cost
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The ``run`` section of a run folder's ``config.json`` (the settings ``wae run`` took).
+
+    Raises:
+        UsageError: no such folder or file, or a file that is not a run configuration.
+    """
+    cfg_path = Path(run_dir) / CONFIG
+    if not cfg_path.is_file():
+        raise UsageError(f"'{run_dir}' is not a run folder: it has no {CONFIG}.")
+    try:
+        record = json.loads(cfg_path.read_text(encoding="utf-8"))
+        run = record["run"]
+        if not isinstance(run, dict):
+            raise TypeError("its 'run' entry is not a mapping")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"'{cfg_path}' is not a valid run configuration: {exc}.") from None
+    return run
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:

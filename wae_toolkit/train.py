@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +23,19 @@ from typing import Any
 import torch
 
 from wae_toolkit import __version__
+from wae_toolkit.checkpoint import (
+    check_writable,
+    estimate_checkpoint_bytes,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from wae_toolkit.components import Components, build_components
 from wae_toolkit.config import RunConfig
 from wae_toolkit.data import Dataset, load_dataset
-from wae_toolkit.errors import UsageError, WaeError
+from wae_toolkit.errors import UsageError
 from wae_toolkit.evaluation import MAX_MMD_SAMPLES, evaluate, prior_mmd_floor
+from wae_toolkit.faults import BadSteps, NonFiniteError, StopSignals, TrainingInterrupted
 from wae_toolkit.model import adam
 from wae_toolkit.runs import (
     CONFIG,
@@ -44,11 +51,19 @@ from wae_toolkit.runs import (
     write_json,
 )
 
-__all__ = ["train", "Callback", "RunResult", "TrainingError", "resolve_device"]
+__all__ = [
+    "train",
+    "Callback",
+    "RunResult",
+    "TrainingError",
+    "TrainingInterrupted",
+    "NonFiniteError",
+    "resolve_device",
+]
 
 
-class TrainingError(WaeError):
-    """Training cannot go on (a loss became NaN or infinite)."""
+#: Kept for code written against earlier versions: a loss became NaN or infinite.
+TrainingError = NonFiniteError
 
 
 class Callback:
@@ -130,17 +145,6 @@ def _mean_logs(acc: dict[str, list[torch.Tensor]]) -> dict[str, float]:
     return dict(zip(keys, means, strict=True))
 
 
-def _check_finite(logs: dict[str, float], step: int) -> None:
-    bad = [
-        k for k in ("cost", "penalty", "critic_loss") if k in logs and not math.isfinite(logs[k])
-    ]
-    if bad:
-        raise TrainingError(
-            f"The {' and '.join(bad)} became {logs[bad[0]]} by step {step}. Lower lambda or the "
-            "learning rate, or check the kernel scale (--penalty-opt bandwidth=...) and the data."
-        )
-
-
 class StepFunctions:
     """The two halves of a training step, compiled and/or under bf16 autocast as configured.
 
@@ -193,36 +197,70 @@ class StepFunctions:
 
 
 def train(
-    config: RunConfig, callback: Callback | None = None, sources: dict[str, str] | None = None
+    config: RunConfig,
+    callback: Callback | None = None,
+    sources: dict[str, str] | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Train a WAE as ``config`` says and write its run folder.
 
     Everything is validated (configuration, plugins and their options, data, network shape,
-    output folder) before anything is written. ``sources`` (from
+    output folder and its free space) before anything is written. ``sources`` (from
     :func:`wae_toolkit.presets.resolve_config`) says where each value came from and is recorded
     in ``config.json``.
+
+    A checkpoint is written every ``config.checkpoint_every`` steps, at the end, and when SIGINT
+    or SIGTERM arrives (training then stops after the current step). With ``resume=True`` the
+    run in ``config.out`` continues from its newest checkpoint: on CPU with the same settings it
+    ends with the same parameters and metrics as a run that was never interrupted.
 
     Returns:
         a :class:`RunResult` with the run folder, the summary metrics and the trained model.
 
     Raises:
-        UsageError: bad configuration, plugin name or option, data, or output folder.
-        TrainingError: a loss became NaN or infinite.
+        UsageError: bad configuration, plugin name or option, data, or output folder, or nothing
+            to resume.
+        NonFiniteError: a loss or gradient became NaN or infinite (more than
+            ``config.skip_bad_steps`` times); the last checkpoint is kept.
+        TrainingInterrupted: SIGINT or SIGTERM; a checkpoint of the last step was written.
     """
     config.validate()
     previous_threads = torch.get_num_threads()
     previous_benchmark = torch.backends.cudnn.benchmark
     try:
-        return _train(config, callback or Callback(), sources)
+        with StopSignals() as signals:
+            return _train(config, callback or Callback(), sources, resume, signals)
     finally:
         torch.set_num_threads(previous_threads)
         torch.backends.cudnn.benchmark = previous_benchmark
 
 
-def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> RunResult:
+def _resume_point(out: Path) -> Path:
+    """The checkpoint to resume ``out`` from; a clear error when there is none."""
+    if not (out / CONFIG).is_file():
+        raise UsageError(f"Cannot resume '{out}': it holds no run (no {CONFIG}).")
+    path = latest_checkpoint(out)
+    if path is None:
+        raise UsageError(
+            f"Cannot resume '{out}': it has no checkpoint (the run stopped before its first "
+            "one); start it again with --overwrite."
+        )
+    return path
+
+
+def _train(
+    config: RunConfig,
+    cb: Callback,
+    sources: dict[str, str] | None,
+    resume: bool,
+    signals: StopSignals,
+) -> RunResult:
     device = resolve_device(config.device)
     out = Path(config.out) if config.out else default_run_dir(config.data, config.penalty)
-    check_run_dir(out, config.overwrite)
+    if resume:
+        resume_from = _resume_point(out)
+    else:
+        check_run_dir(out, config.overwrite)
 
     torch.manual_seed(config.seed)
     data = load_dataset(config.data, config.data_opts)
@@ -234,7 +272,7 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
     train_x = data.train.to(device)
     test_x = data.test.to(device)
     if comps.network.channels_last and train_x.ndim == 4:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         train_x = train_x.contiguous(memory_format=torch.channels_last)  # batches inherit it
         test_x = test_x.contiguous(memory_format=torch.channels_last)
     n = len(train_x)
@@ -250,30 +288,33 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
     if device.type == "cuda" and comps.network.channels_last:
         torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each convolution once
     opt = adam(params, config.lr, (config.beta1, config.beta2))
-
     step_fns = StepFunctions(comps, config, device)
-    replaced = prepare_run_dir(out, config.overwrite)
-    record = {
-        "wae_toolkit_version": __version__,
-        "torch_version": torch.__version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "device": str(device),
-        "run": {**config.to_dict(), "out": str(out), "overwrite": False}
-        | {f"{k}_opts": v["options"] for k, v in comps.plugins.items()},
-        "plugins": comps.plugins,
-        "sources": sources or {},
-        "data": {
-            "name": data.name,
-            "description": data.description,
-            "sample_shape": list(data.sample_shape),
-            "value_range": None if data.value_range is None else list(data.value_range),
-            "train_size": n,
-            "test_size": len(test_x),
-        },
-        "decoder_output": comps.decoder_output,
+    bad_steps = BadSteps(opt, config.skip_bad_steps)
+    objects: dict[str, Any] = {
+        "modules": {"model": model, "penalty": penalty},
+        "optimizers": {"model": opt} | {f"penalty_{k}": v for k, v in penalty.optimizers().items()},
+        "generators": {"eval": eval_gen},
     }
-    write_json(out / CONFIG, record)
-    writer = MetricsWriter(out / METRICS)
+    check_writable(
+        out,
+        (config.keep_checkpoints + 1)
+        * estimate_checkpoint_bytes(objects["modules"], objects["optimizers"]),
+    )
+
+    state: dict[str, Any] = {}
+    if resume:
+        state = load_checkpoint(resume_from, **objects)
+        if state["step"] >= total_steps and (out / SUMMARY).is_file():
+            raise UsageError(
+                f"The run in '{out}' already finished ({state['step']} of {total_steps} steps); "
+                "there is nothing to resume."
+            )
+        replaced: list[str] = []
+        writer = MetricsWriter(out / METRICS, keep_lines=int(state["metrics_lines"]))
+    else:
+        replaced = prepare_run_dir(out, config.overwrite)
+        write_json(out / CONFIG, _record(config, out, comps, data, device, sources, n, test_x))
+        writer = MetricsWriter(out / METRICS)
     cb.on_start(
         {
             "run_dir": out,
@@ -285,6 +326,7 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
             "train_size": n,
             "test_size": len(test_x),
             "data": data.description,
+            "resumed_from_step": state.get("step"),
         }
     )
 
@@ -293,8 +335,29 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
         writer.write({"kind": "eval", "epoch": epoch, "step": step, **res})
         return res
 
+    def save(epoch: int, next_batch: int, perm: torch.Tensor, accs: tuple[Any, Any]) -> Path:
+        bad_steps.check(accs[0])  # never checkpoint a state reached through a bad step
+        return save_checkpoint(
+            out,
+            step,
+            **objects,
+            keep=config.keep_checkpoints,
+            extra={
+                "epoch": epoch,
+                "batch": next_batch,
+                "perm": perm,
+                "log_acc": {k: torch.stack(v) for k, v in accs[0].items() if v},
+                "epoch_acc": {k: torch.stack(v) for k, v in accs[1].items() if v},
+                "last_eval": last_eval,
+                "metrics_lines": writer.lines,
+                "seconds": seconds_before + time.perf_counter() - started,
+                "bad_steps": bad_steps.total,
+            },
+        )
+
     started = time.perf_counter()
-    if config.pretrain_steps:
+    seconds_before = float(state.get("seconds", 0.0))
+    if config.pretrain_steps and not resume:
         from wae_toolkit.pretrain import pretrain_encoder
 
         losses = pretrain_encoder(
@@ -306,19 +369,30 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
             writer.write(
                 {"kind": "pretrain", "step": i + len(chunk), "loss": sum(chunk) / len(chunk)}
             )
-    step = 0
-    last_eval = run_eval(0, 0)
+    if resume:
+        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
+        last_eval = state["last_eval"]
+        bad_steps.total = int(state.get("bad_steps", 0))
+    else:
+        step, start_epoch, start_batch = 0, 0, 0
+        last_eval = run_eval(0, 0)
     try:
-        for epoch in range(config.epochs):
+        for epoch in range(start_epoch, config.epochs):
             lr = config.lr * config.lr_factor(epoch)
             for group in opt.param_groups:
                 group["lr"] = lr
             model.train()
             penalty.train()
+            first = 0
             epoch_acc: dict[str, list[torch.Tensor]] = {}
             log_acc: dict[str, list[torch.Tensor]] = {}
-            perm = torch.randperm(n, device=device)
-            for i in range(steps_per_epoch):
+            if resume and epoch == start_epoch:
+                first, perm = start_batch, state["perm"].to(device)
+                log_acc = {k: list(v.to(device).unbind(0)) for k, v in state["log_acc"].items()}
+                epoch_acc = {k: list(v.to(device).unbind(0)) for k, v in state["epoch_acc"].items()}
+            else:
+                perm = torch.randperm(n, device=device)
+            for i in range(first, steps_per_epoch):
                 x = train_x[perm[i * batch : (i + 1) * batch]]
                 x_in = x + config.input_noise * torch.randn_like(x) if config.input_noise else x
                 mean, log_var, z_q = step_fns.encode(x_in)
@@ -329,18 +403,28 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
                 terms = step_fns.objective(x, z_q, z_p, mean, log_var)
                 opt.zero_grad(set_to_none=True)
                 terms["loss"].backward()
-                opt.step()
                 step += 1
+                bad_steps.before_step(step)
+                opt.step()
                 logs.update({k: v.detach() for k, v in terms.items()})
                 for k, v in logs.items():
                     log_acc.setdefault(k, []).append(v)
                     epoch_acc.setdefault(k, []).append(v)
                 if step % config.log_every == 0 or i == steps_per_epoch - 1:
+                    bad_steps.check(log_acc)
                     means = _mean_logs(log_acc)
                     log_acc = {}
-                    _check_finite(means, step)
                     writer.write({"kind": "step", "epoch": epoch, "step": step, **means})
                     cb.on_log(step, epoch, means)
+                if signals.received or step % config.checkpoint_every == 0:
+                    path = save(epoch, i + 1, perm, (log_acc, epoch_acc))
+                    if signals.received:
+                        raise TrainingInterrupted(
+                            f"Stopped by {signals.name} after step {step} of {total_steps}; "
+                            f"checkpoint written to '{path}'. Resume with: wae run --resume "
+                            f"{out}",
+                            signals.received,
+                        )
             epoch_logs = _mean_logs(epoch_acc) | {"lr": lr}
             writer.write({"kind": "epoch", "epoch": epoch, "step": step, **epoch_logs})
             last = epoch == config.epochs - 1
@@ -348,7 +432,8 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
                 last_eval = run_eval(epoch + 1, step)
                 epoch_logs |= last_eval
             cb.on_epoch_end(epoch, step, epoch_logs)
-        seconds = time.perf_counter() - started
+        seconds = seconds_before + time.perf_counter() - started
+        save(config.epochs, 0, torch.zeros(0, dtype=torch.long), ({}, {}))
     finally:
         writer.close()
 
@@ -374,3 +459,35 @@ def _train(config: RunConfig, cb: Callback, sources: dict[str, str] | None) -> R
     result = RunResult(out, summary, comps, data, [out / WEIGHTS, *files], replaced)
     cb.on_end(result)
     return result
+
+
+def _record(
+    config: RunConfig,
+    out: Path,
+    comps: Components,
+    data: Dataset,
+    device: torch.device,
+    sources: dict[str, str] | None,
+    n: int,
+    test_x: torch.Tensor,
+) -> dict[str, Any]:
+    """The content of ``config.json``."""
+    return {
+        "wae_toolkit_version": __version__,
+        "torch_version": torch.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "device": str(device),
+        "run": {**config.to_dict(), "out": str(out), "overwrite": False}
+        | {f"{k}_opts": v["options"] for k, v in comps.plugins.items()},
+        "plugins": comps.plugins,
+        "sources": sources or {},
+        "data": {
+            "name": data.name,
+            "description": data.description,
+            "sample_shape": list(data.sample_shape),
+            "value_range": None if data.value_range is None else list(data.value_range),
+            "train_size": n,
+            "test_size": len(test_x),
+        },
+        "decoder_output": comps.decoder_output,
+    }

@@ -167,6 +167,15 @@ class MLPCriticPenalty(LatentPenalty):
         """
         return self._optimizer
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """``{"critic": optimizer}`` once the network is built (the optimizer created if needed)."""
+        net = self.network
+        if net is None:
+            return {}
+        if self._optimizer is None:
+            self._optimizer = self.make_optimizer(net.parameters())
+        return {"critic": self._optimizer}
+
     def _ensure(self, z_q: Tensor, z_p: Tensor) -> nn.Sequential:
         check_codes(z_q, z_p)
         net = self.network

@@ -7,6 +7,8 @@ them, so ``wae --help`` and ``wae plugins list`` stay fast.
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sys
 from typing import Any
 
@@ -34,7 +36,7 @@ app.add_typer(presets_app, name="presets")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-_STATE = {"verbose": False}
+_STATE: dict[str, Any] = {"verbose": False, "argv": []}
 
 
 def _completer(kind: str) -> Any:
@@ -175,6 +177,12 @@ def run(
         None,
         help="Steps with a NaN/infinite loss or gradient to skip before stopping. \\[default: 0]",
     ),
+    nproc: int = typer.Option(
+        None,
+        "--nproc",
+        help="Train with N processes (one per GPU, or CPU processes) through torchrun; "
+        "--batch-size is the global batch. \\[default: 1]",
+    ),
     resume: str = typer.Option(
         None,
         "--resume",
@@ -239,30 +247,118 @@ def run(
         "skip_bad_steps": skip_bad_steps,
     }
     given = {k: v for k, v in values.items() if v is not None}
+    if nproc is not None and nproc < 1:
+        raise UsageError(f"--nproc must be an integer >= 1; got {nproc}.")
+    launch = nproc is not None and nproc > 1 and not os.environ.get("WORLD_SIZE")
     if resume is not None:
-        _resume(resume, preset, given, lr_schedule)
+        _resume(resume, preset, given, lr_schedule, nproc if launch else None)
         return
+    if launch:  # catch usage errors here, once, before starting the processes
+        from wae_toolkit.presets import resolve_config as _resolve
+
+        checked = dict(given)
+        if lr_schedule is not None:
+            checked["lr_schedule"] = parse_schedule(lr_schedule)
+        _resolve(preset, checked)[0].validate()
+        _launch(int(nproc or 1))
     if lr_schedule is not None:
         given["lr_schedule"] = parse_schedule(lr_schedule)  # None means the paper's proportions
     config, sources = resolve_config(preset, given)
 
-    from wae_toolkit.train import train
+    _train_and_report(config, sources=sources)
+
+
+def _train_and_report(config: Any, **kwargs: Any) -> None:
+    """Train with a progress bar and print the summary; quiet on ranks other than 0."""
+    from wae_toolkit.train import Callback, train
     from wae_toolkit.ui import RichProgress, print_summary
 
+    if int(os.environ.get("RANK", "0") or 0) > 0:
+        train(config, callback=Callback(), **kwargs)
+        return
     progress = RichProgress(err)
     try:
-        result = train(config, callback=progress, sources=sources)
+        result = train(config, callback=progress, **kwargs)
     finally:
         progress.stop()
     print_summary(out, result)
 
 
-def _resume(run_dir: str, preset: str | None, given: dict[str, Any], schedule: str | None) -> None:
+#: torchrun's own report once a worker failed (a traceback of the launcher): not shown, the
+#: worker already printed its error.
+_TORCHRUN_FAILURE = re.compile(rb"torch/distributed/elastic/.*(failed \(exitcode|SignalException)")
+_TORCHRUN_BANNER = (b"*****", b"Setting OMP_NUM_THREADS")
+
+
+def _launch(nproc: int) -> None:
+    """``wae run --nproc N``: start the same command under torchrun with N processes.
+
+    The workers' output passes through; torchrun's banner and its traceback when a worker fails
+    (the worker has printed its own one-line error) are left out. Exits with torchrun's code.
+    """
+    import subprocess
+
+    args, skip = [], False
+    for a in _STATE["argv"]:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += ["--nproc-per-node", str(nproc), "-m", "wae_toolkit", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    # A session of its own, so that Ctrl-C reaches the workers once, passed on by torchrun.
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    assert proc.stderr is not None
+    forwarded: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        forwarded.append(signum)
+        proc.send_signal(signum)  # torchrun passes it to every worker: they checkpoint and stop
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    silent = False
+    try:
+        for piece in iter(lambda: _read_piece(proc.stderr), b""):
+            silent = silent or bool(_TORCHRUN_FAILURE.search(piece))
+            if not silent and not piece.lstrip().startswith(_TORCHRUN_BANNER):
+                sys.stderr.buffer.write(piece)
+                sys.stderr.buffer.flush()
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if forwarded:
+        code = 128 + forwarded[0]
+    elif code and not silent:
+        err.print(f"[red]Error:[/red] a training process failed (exit code {code}).")
+    sys.exit(code)
+
+
+def _read_piece(stream: Any) -> bytes:
+    """One line of ``stream``, ending at a newline or a carriage return (progress bars)."""
+    out = bytearray()
+    while True:
+        ch = stream.read(1)
+        if not ch:
+            return bytes(out)
+        out += ch
+        if ch in (b"\n", b"\r"):
+            return bytes(out)
+
+
+def _resume(
+    run_dir: str,
+    preset: str | None,
+    given: dict[str, Any],
+    schedule: str | None,
+    nproc: int | None = None,
+) -> None:
     """``wae run --resume RUN_DIR``: the saved settings, the newest checkpoint."""
     from wae_toolkit.config import RunConfig
     from wae_toolkit.runs import read_run_config
-    from wae_toolkit.train import train
-    from wae_toolkit.ui import RichProgress, print_summary
 
     flag = {"lam": "--lambda", "out": "--out"}
     extra = [
@@ -270,23 +366,21 @@ def _resume(run_dir: str, preset: str | None, given: dict[str, Any], schedule: s
             k, "--" + k.removesuffix("_opts").replace("_", "-") + ("-opt" * k.endswith("_opts"))
         )
         for k, v in sorted(given.items())
-        if k != "threads" and v != {}
+        if k not in ("threads", "device") and v != {}
     ]
     extra += ["--preset"] * (preset is not None) + ["--lr-schedule"] * (schedule is not None)
     if extra:
         raise UsageError(
             f"--resume continues a run with its saved settings; drop {', '.join(extra)} "
-            "(only --threads may change)."
+            "(only --threads, --device and --nproc may change)."
         )
     saved = read_run_config(run_dir)
-    threads = {"threads": given["threads"]} if "threads" in given else {}
-    config = RunConfig.from_dict({**saved, "out": run_dir, "overwrite": False, **threads})
-    progress = RichProgress(err)
-    try:
-        result = train(config, callback=progress, resume=True)
-    finally:
-        progress.stop()
-    print_summary(out, result)
+    keep: dict[str, Any] = {k: given[k] for k in ("threads", "device") if k in given}
+    config = RunConfig.from_dict({**saved, "out": run_dir, "overwrite": False, **keep})
+    config.validate()
+    if nproc is not None:
+        _launch(nproc)
+    _train_and_report(config, resume=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,6 +567,7 @@ app.command("compare")(compare_command)
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``wae`` console script: one red line per error, exit 2 for usage."""
     args = sys.argv[1:] if argv is None else list(argv)
+    _STATE["argv"] = args
     _STATE["verbose"] = any(a in ("--verbose", "-v") for a in args) or bool(
         os.environ.get("WAE_VERBOSE")
     )
@@ -482,8 +577,10 @@ def main(argv: list[str] | None = None) -> None:
     except WaeError as exc:
         if _STATE["verbose"]:
             err.print_exception()
+        rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") != "1" else "0"
+        label = "Error:" if rank in ("", "0") else f"Error (rank {rank}):"
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            err.print(f"[red]Error:[/red] {_escape(line)}")
+            err.print(f"[red]{label}[/red] {_escape(line)}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C during training, or Ctrl-C outside it
         err.print("[red]Interrupted.[/red]")

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 from types import FrameType
@@ -41,15 +42,17 @@ class StopSignals:
     """Context manager: SIGINT/SIGTERM set :attr:`received` instead of killing the process.
 
     Only installed in the main thread (Python delivers signals there); elsewhere it is inert.
-    Previous handlers are restored on exit.
+    Previous handlers are restored on exit. Under torchrun (``WORLD_SIZE`` > 1) a repeated
+    signal is not a second Ctrl-C but the launcher passing the first one on, so it is ignored.
     """
 
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
+        self._second_interrupts = os.environ.get("WORLD_SIZE", "1").strip() in ("", "1")
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
-        if self.received == signal.SIGINT and signum == signal.SIGINT:
+        if self.received == signal.SIGINT and signum == signal.SIGINT and self._second_interrupts:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now
         self.received = signum
 

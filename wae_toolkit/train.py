@@ -25,6 +25,7 @@ import torch
 from wae_toolkit import __version__
 from wae_toolkit.checkpoint import (
     check_writable,
+    checkpoint_path,
     estimate_checkpoint_bytes,
     latest_checkpoint,
     load_checkpoint,
@@ -33,10 +34,25 @@ from wae_toolkit.checkpoint import (
 from wae_toolkit.components import Components, build_components
 from wae_toolkit.config import RunConfig
 from wae_toolkit.data import Dataset, load_dataset
+from wae_toolkit.distributed import (
+    DistContext,
+    all_reduce_mean,
+    barrier,
+    ddp_model,
+    epoch_permutation,
+    gather,
+    init_from_env,
+    max_divergence,
+    seed_for_rank,
+    shard_indices,
+    shutdown,
+    sync_module,
+)
+from wae_toolkit.distributed import average_gradients as _average_gradients
 from wae_toolkit.errors import UsageError
 from wae_toolkit.evaluation import MAX_MMD_SAMPLES, evaluate, prior_mmd_floor
 from wae_toolkit.faults import BadSteps, NonFiniteError, StopSignals, TrainingInterrupted
-from wae_toolkit.model import adam
+from wae_toolkit.model import WAE, adam
 from wae_toolkit.runs import (
     CONFIG,
     METRICS,
@@ -136,27 +152,38 @@ def _threads_for(config: RunConfig, device: torch.device, n_params: int) -> int:
     return torch.get_num_threads()
 
 
-def _mean_logs(acc: dict[str, list[torch.Tensor]]) -> dict[str, float]:
-    """Average the logged scalars with a single device-to-host transfer."""
+def _mean_logs(acc: dict[str, list[torch.Tensor]], ctx: DistContext) -> dict[str, float]:
+    """Average the logged scalars (over the ranks too) with one device-to-host transfer."""
     keys = [k for k, v in acc.items() if v]
     if not keys:
         return {}
-    means = torch.stack([torch.stack(acc[k]).float().mean() for k in keys]).tolist()
-    return dict(zip(keys, means, strict=True))
+    means = torch.stack([torch.stack(acc[k]).float().mean() for k in keys])
+    if ctx.is_distributed:
+        means = all_reduce_mean({"m": means})["m"]
+    return dict(zip(keys, means.tolist(), strict=True))
 
 
 class StepFunctions:
     """The two halves of a training step, compiled and/or under bf16 autocast as configured.
 
     ``encode(x_in) -> (mean, log_var, z_q)`` runs the encoder (adversarial penalties update their
-    critic on ``z_q`` between the halves); ``objective(x, z_q, z_p, mean, log_var)`` returns the
-    loss terms ``loss``, ``cost``, ``penalty`` (and ``logvar_l1``). Under ``precision="bf16"``
+    critic on ``z_q`` between the halves); ``objective(x, z_q, log_var, pen)`` returns the loss
+    terms ``loss``, ``cost``, ``penalty`` (and ``logvar_l1``), where ``pen`` holds the penalty's
+    inputs ``(z_q, z_p, mean, log_var)``: this process's own, or in multi-process training those
+    gathered from every rank. Under ``precision="bf16"``
     only the networks run in bf16: codes and reconstructions are cast to float32 before the cost
     and the penalty, so both are computed in float32.
     """
 
-    def __init__(self, comps: Components, config: RunConfig, device: torch.device) -> None:
-        self.model, self.cost, self.penalty = comps.model, comps.cost, comps.penalty
+    def __init__(
+        self,
+        comps: Components,
+        config: RunConfig,
+        device: torch.device,
+        model: WAE | None = None,
+    ) -> None:
+        self.model = comps.model if model is None else model  # a DDP view in multi-process runs
+        self.cost, self.penalty = comps.cost, comps.penalty
         self.lam, self.logvar_l1 = config.lam, config.logvar_l1
         self.autocast = (
             (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
@@ -177,17 +204,17 @@ class StepFunctions:
         self,
         x: torch.Tensor,
         z_q: torch.Tensor,
-        z_p: torch.Tensor,
-        mean: torch.Tensor,
         log_var: torch.Tensor | None,
+        pen_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None],
     ) -> dict[str, torch.Tensor]:
         with self.autocast():
             x_hat = self.model.decode(z_q)
         rec = self.cost(x, x_hat.float()).mean()
+        z_all, zp_all, mean_all, log_var_all = pen_inputs
         if self.penalty.needs_encoder_stats:
-            pen = self.penalty(z_q, z_p, mean=mean, log_var=log_var)
+            pen = self.penalty(z_all, zp_all, mean=mean_all, log_var=log_var_all)
         else:
-            pen = self.penalty(z_q, z_p)
+            pen = self.penalty(z_all, zp_all)
         terms = {"loss": rec + self.lam * pen, "cost": rec, "penalty": pen}
         if self.logvar_l1 and log_var is not None:
             reg = log_var.abs().sum(1).mean()
@@ -255,8 +282,49 @@ def _train(
     resume: bool,
     signals: StopSignals,
 ) -> RunResult:
-    device = resolve_device(config.device)
-    out = Path(config.out) if config.out else default_run_dir(config.data, config.penalty)
+    ctx = init_from_env(device=resolve_device(config.device) if config.device != "auto" else None)
+    try:
+        return _train_in(config, cb, sources, resume, signals, ctx)
+    finally:
+        shutdown(ctx)
+
+
+class _NoWriter(MetricsWriter):
+    """What ranks other than 0 log to: nothing (only rank 0 writes files)."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.lines += 1
+
+    def close(self) -> None:
+        pass
+
+
+def _run_dir(config: RunConfig, ctx: DistContext) -> Path:
+    """``config.out``, or a new folder; in multi-process runs rank 0's choice."""
+    if config.out:
+        return Path(config.out)
+    chosen = [str(default_run_dir(config.data, config.penalty))]
+    if ctx.is_distributed:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(chosen, src=0)
+    return Path(chosen[0])
+
+
+def _train_in(
+    config: RunConfig,
+    cb: Callback,
+    sources: dict[str, str] | None,
+    resume: bool,
+    signals: StopSignals,
+    ctx: DistContext,
+) -> RunResult:
+    device = ctx.device if ctx.is_distributed else resolve_device(config.device)
+    main = ctx.is_main
+    out = _run_dir(config, ctx)
     if resume:
         resume_from = _resume_point(out)
     else:
@@ -277,6 +345,12 @@ def _train(
         test_x = test_x.contiguous(memory_format=torch.channels_last)
     n = len(train_x)
     batch = min(config.batch_size, n)
+    if batch % ctx.world_size:
+        raise UsageError(
+            f"--batch-size {batch} is the global batch and must divide evenly among the "
+            f"{ctx.world_size} processes; use a multiple of {ctx.world_size}."
+        )
+    local_batch = batch // ctx.world_size
     steps_per_epoch = max(1, n // batch)
     total_steps = steps_per_epoch * config.epochs
     eval_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
@@ -287,21 +361,30 @@ def _train(
     torch.set_num_threads(_threads_for(config, device, n_params))
     if device.type == "cuda" and comps.network.channels_last:
         torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each convolution once
+    view = model
+    if ctx.is_distributed:
+        sync_module(model)  # every rank starts from rank 0's weights, critic included
+        sync_module(penalty)
+        view = ddp_model(model, ctx)
     opt = adam(params, config.lr, (config.beta1, config.beta2))
-    step_fns = StepFunctions(comps, config, device)
+    step_fns = StepFunctions(comps, config, device, model=view)
     bad_steps = BadSteps(opt, config.skip_bad_steps)
+    prior_params = [p for p in model.prior.parameters() if p.requires_grad]
     objects: dict[str, Any] = {
         "modules": {"model": model, "penalty": penalty},
         "optimizers": {"model": opt} | {f"penalty_{k}": v for k, v in penalty.optimizers().items()},
         "generators": {"eval": eval_gen},
     }
-    check_writable(
-        out,
-        (config.keep_checkpoints + 1)
-        * estimate_checkpoint_bytes(objects["modules"], objects["optimizers"]),
-    )
+    if main:
+        check_writable(
+            out,
+            (config.keep_checkpoints + 1)
+            * estimate_checkpoint_bytes(objects["modules"], objects["optimizers"]),
+        )
 
     state: dict[str, Any] = {}
+    replaced: list[str] = []
+    writer: MetricsWriter = _NoWriter()
     if resume:
         state = load_checkpoint(resume_from, **objects)
         if state["step"] >= total_steps and (out / SUMMARY).is_file():
@@ -309,12 +392,15 @@ def _train(
                 f"The run in '{out}' already finished ({state['step']} of {total_steps} steps); "
                 "there is nothing to resume."
             )
-        replaced: list[str] = []
-        writer = MetricsWriter(out / METRICS, keep_lines=int(state["metrics_lines"]))
-    else:
+        if main:
+            writer = MetricsWriter(out / METRICS, keep_lines=int(state["metrics_lines"]))
+    elif main:
         replaced = prepare_run_dir(out, config.overwrite)
         write_json(out / CONFIG, _record(config, out, comps, data, device, sources, n, test_x))
         writer = MetricsWriter(out / METRICS)
+    barrier()  # the other ranks wait for rank 0's folder
+    if ctx.is_distributed:  # distinct prior samples and noise per rank, from here on
+        torch.manual_seed(seed_for_rank(config.seed + int(state.get("step", 0)), ctx.rank))
     cb.on_start(
         {
             "run_dir": out,
@@ -327,33 +413,52 @@ def _train(
             "test_size": len(test_x),
             "data": data.description,
             "resumed_from_step": state.get("step"),
+            "processes": ctx.world_size,
         }
     )
 
     def run_eval(epoch: int, step: int) -> dict[str, float]:
+        if not main:
+            return {}
         res = evaluate(model, cost, test_x, eval_gen) | {"prior_mmd": floor}
         writer.write({"kind": "eval", "epoch": epoch, "step": step, **res})
         return res
 
     def save(epoch: int, next_batch: int, perm: torch.Tensor, accs: tuple[Any, Any]) -> Path:
         bad_steps.check(accs[0])  # never checkpoint a state reached through a bad step
-        return save_checkpoint(
-            out,
-            step,
-            **objects,
-            keep=config.keep_checkpoints,
-            extra={
-                "epoch": epoch,
-                "batch": next_batch,
-                "perm": perm,
-                "log_acc": {k: torch.stack(v) for k, v in accs[0].items() if v},
-                "epoch_acc": {k: torch.stack(v) for k, v in accs[1].items() if v},
-                "last_eval": last_eval,
-                "metrics_lines": writer.lines,
-                "seconds": seconds_before + time.perf_counter() - started,
-                "bad_steps": bad_steps.total,
-            },
-        )
+        path = checkpoint_path(out, step)
+        if main:
+            save_checkpoint(
+                out,
+                step,
+                **objects,
+                keep=config.keep_checkpoints,
+                extra={
+                    "epoch": epoch,
+                    "batch": next_batch,
+                    "perm": perm,
+                    "log_acc": {k: torch.stack(v) for k, v in accs[0].items() if v},
+                    "epoch_acc": {k: torch.stack(v) for k, v in accs[1].items() if v},
+                    "last_eval": last_eval,
+                    "metrics_lines": writer.lines,
+                    "seconds": seconds_before + time.perf_counter() - started,
+                    "bad_steps": bad_steps.total,
+                    "processes": ctx.world_size,
+                },
+            )
+        return path
+
+    def stop_requested(at_log: bool) -> bool:
+        """Whether to stop now; every rank agrees, deciding at log steps only."""
+        if not ctx.is_distributed:
+            return signals.received is not None
+        if not at_log:
+            return False
+        flag = torch.tensor(float(signals.received or 0), device=device)
+        agreed = all_reduce_mean({"stop": flag})["stop"]
+        if float(agreed) and signals.received is None:
+            signals.received = 15  # another rank got the signal (SIGTERM's number)
+        return bool(float(agreed))
 
     started = time.perf_counter()
     seconds_before = float(state.get("seconds", 0.0))
@@ -369,6 +474,8 @@ def _train(
             writer.write(
                 {"kind": "pretrain", "step": i + len(chunk), "loss": sum(chunk) / len(chunk)}
             )
+        if ctx.is_distributed:
+            sync_module(model)
     if resume:
         step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
         last_eval = state["last_eval"]
@@ -387,22 +494,41 @@ def _train(
             epoch_acc: dict[str, list[torch.Tensor]] = {}
             log_acc: dict[str, list[torch.Tensor]] = {}
             if resume and epoch == start_epoch:
-                first, perm = start_batch, state["perm"].to(device)
+                first = start_batch
                 log_acc = {k: list(v.to(device).unbind(0)) for k, v in state["log_acc"].items()}
                 epoch_acc = {k: list(v.to(device).unbind(0)) for k, v in state["epoch_acc"].items()}
+            if ctx.is_distributed:  # the same permutation on every rank; each takes its shard
+                perm = epoch_permutation(n, config.seed, epoch, device)
+                mine = shard_indices(
+                    perm, local_batch, rank=ctx.rank, world_size=ctx.world_size
+                ).view(-1, local_batch)
+            elif resume and epoch == start_epoch:
+                perm = mine = state["perm"].to(device).view(-1, batch)[:steps_per_epoch]
             else:
-                perm = torch.randperm(n, device=device)
+                perm = mine = torch.randperm(n, device=device)[: steps_per_epoch * batch].view(
+                    -1, batch
+                )
             for i in range(first, steps_per_epoch):
-                x = train_x[perm[i * batch : (i + 1) * batch]]
+                x = train_x[mine[i]]
                 x_in = x + config.input_noise * torch.randn_like(x) if config.input_noise else x
                 mean, log_var, z_q = step_fns.encode(x_in)
                 z_p = model.prior.sample(len(x))
+                pen_inputs = (z_q, z_p, mean, log_var)
+                if ctx.is_distributed:  # the penalty sees the global batch (see distributed.py)
+                    pen_inputs = (
+                        gather(z_q, check=False),
+                        gather(z_p, check=False),
+                        gather(mean, check=False),
+                        None if log_var is None else gather(log_var, check=False),
+                    )
                 logs: dict[str, torch.Tensor] = {}
                 if penalty.adversarial:
-                    logs.update(penalty.critic_step(z_q.detach(), z_p.detach()))
-                terms = step_fns.objective(x, z_q, z_p, mean, log_var)
+                    logs.update(penalty.critic_step(pen_inputs[0].detach(), pen_inputs[1].detach()))
+                terms = step_fns.objective(x, z_q, log_var, pen_inputs)
                 opt.zero_grad(set_to_none=True)
                 terms["loss"].backward()
+                if ctx.is_distributed and prior_params:
+                    _average_gradients(prior_params)  # the prior is outside the DDP wrappers
                 step += 1
                 bad_steps.before_step(step)
                 opt.step()
@@ -410,22 +536,24 @@ def _train(
                 for k, v in logs.items():
                     log_acc.setdefault(k, []).append(v)
                     epoch_acc.setdefault(k, []).append(v)
-                if step % config.log_every == 0 or i == steps_per_epoch - 1:
+                at_log = step % config.log_every == 0 or i == steps_per_epoch - 1
+                if at_log:
                     bad_steps.check(log_acc)
-                    means = _mean_logs(log_acc)
+                    means = _mean_logs(log_acc, ctx)
                     log_acc = {}
                     writer.write({"kind": "step", "epoch": epoch, "step": step, **means})
                     cb.on_log(step, epoch, means)
-                if signals.received or step % config.checkpoint_every == 0:
+                stop = stop_requested(at_log)
+                if stop or step % config.checkpoint_every == 0:
                     path = save(epoch, i + 1, perm, (log_acc, epoch_acc))
-                    if signals.received:
+                    if stop:
                         raise TrainingInterrupted(
                             f"Stopped by {signals.name} after step {step} of {total_steps}; "
                             f"checkpoint written to '{path}'. Resume with: wae run --resume "
-                            f"{out}",
-                            signals.received,
+                            f"{out}" + (f" --nproc {ctx.world_size}" if ctx.is_distributed else ""),
+                            signals.received or 15,
                         )
-            epoch_logs = _mean_logs(epoch_acc) | {"lr": lr}
+            epoch_logs = _mean_logs(epoch_acc, ctx) | {"lr": lr}
             writer.write({"kind": "epoch", "epoch": epoch, "step": step, **epoch_logs})
             last = epoch == config.epochs - 1
             if (epoch + 1) % config.eval_every == 0 or last:
@@ -433,30 +561,37 @@ def _train(
                 epoch_logs |= last_eval
             cb.on_epoch_end(epoch, step, epoch_logs)
         seconds = seconds_before + time.perf_counter() - started
-        save(config.epochs, 0, torch.zeros(0, dtype=torch.long), ({}, {}))
+        save(config.epochs, 0, torch.zeros(0, dtype=torch.long, device=device), ({}, {}))
+        divergence = max_divergence(model) if ctx.is_distributed else 0.0
     finally:
         writer.close()
 
     model.eval()
     penalty.eval()
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors |= {f"penalty.{k}": v for k, v in penalty.state_dict().items()}
-    save_weights(out / WEIGHTS, tensors)
-    from wae_toolkit.report import write_figures
+    files: list[Path] = []
+    summary: dict[str, Any] = {}
+    if main:
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors |= {f"penalty.{k}": v for k, v in penalty.state_dict().items()}
+        save_weights(out / WEIGHTS, tensors)
+        from wae_toolkit.report import write_figures
 
-    files = write_figures(out, model, data, test_x, read_metrics(out), config.seed)
-    summary = {
-        "run_dir": str(out),
-        "steps": step,
-        "epochs": config.epochs,
-        "seconds": round(seconds, 3),
-        "samples_per_second": round(step * batch / max(seconds, 1e-9), 1),
-        "device": str(device),
-        **last_eval,
-        "files": [p.name for p in [out / CONFIG, out / METRICS, out / WEIGHTS, *files]],
-    }
-    write_json(out / SUMMARY, summary)
-    result = RunResult(out, summary, comps, data, [out / WEIGHTS, *files], replaced)
+        files = write_figures(out, model, data, test_x, read_metrics(out), config.seed)
+        summary = {
+            "run_dir": str(out),
+            "steps": step,
+            "epochs": config.epochs,
+            "seconds": round(seconds, 3),
+            "samples_per_second": round(step * batch / max(seconds, 1e-9), 1),
+            "device": str(device),
+            "processes": ctx.world_size,
+            **({"replica_divergence": divergence} if ctx.is_distributed else {}),
+            **last_eval,
+            "files": [p.name for p in [out / CONFIG, out / METRICS, out / WEIGHTS, *files]],
+        }
+        write_json(out / SUMMARY, summary)
+    barrier()
+    result = RunResult(out, summary, comps, data, [out / WEIGHTS, *files] if main else [], replaced)
     cb.on_end(result)
     return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,12 @@ DEFAULT_LATENT_DIM = 8
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 ENCODERS = ("deterministic", "gaussian")
+#: Upper bounds of some settings: beyond them torch fails with an overflow or the model cannot
+#: be allocated, so they are refused up front with a clear message.
+MAX_LATENT_DIM = 1 << 16
+MAX_THREADS = (1 << 31) - 1  # torch.set_num_threads takes a C int
+MAX_SEED = (1 << 63) - 1  # torch seeds are 64-bit; training also seeds with seed + 1
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclass
@@ -107,17 +114,25 @@ class RunConfig:
     skip_bad_steps: int = 0
 
     def problems(self) -> list[str]:
-        """Every problem with the values, one sentence each (empty when the config is valid)."""
+        """Every problem with the values, one sentence each (empty when the config is valid).
+
+        Only the values themselves are checked here (types, ranges, combinations of settings);
+        :meth:`validate` adds the checks that need the plugin classes.
+        """
         p: list[str] = []
 
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
+        is_int, is_num = _is_int, _is_num
 
-        def is_num(v: Any) -> bool:
-            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        def bounded(name: str, low: int, high: int | None = None) -> None:
+            v = getattr(self, name)
+            if not is_int(v) or v < low:
+                p.append(f"{name} must be an integer >= {low}; got {_show(v)}.")
+            elif high is not None and v > high:
+                p.append(f"{name} must be an integer from {low} to {high}; got {_show(v)}.")
 
+        if self.latent_dim is not None:
+            bounded("latent_dim", 1, MAX_LATENT_DIM)
         for name in (
-            "latent_dim",
             "epochs",
             "batch_size",
             "log_every",
@@ -125,79 +140,128 @@ class RunConfig:
             "checkpoint_every",
             "keep_checkpoints",
         ):
-            v = getattr(self, name)
-            if name == "latent_dim" and v is None:
-                continue
-            if not is_int(v) or v < 1:
-                p.append(f"{name} must be an integer >= 1; got {v!r}.")
+            bounded(name, 1)
         if is_int(self.batch_size) and self.batch_size == 1:
             p.append("batch_size must be >= 2: latent penalties compare a batch of codes.")
         for name in ("input_noise", "logvar_l1"):
             v = getattr(self, name)
             if not is_num(v) or v < 0:
-                p.append(f"{name} must be a finite number >= 0; got {v!r}.")
-        if not is_int(self.skip_bad_steps) or self.skip_bad_steps < 0:
-            p.append(f"skip_bad_steps must be an integer >= 0; got {self.skip_bad_steps!r}.")
-        if not is_int(self.pretrain_steps) or self.pretrain_steps < 0:
-            p.append(f"pretrain_steps must be an integer >= 0; got {self.pretrain_steps!r}.")
-        if is_num(self.logvar_l1) and self.logvar_l1 > 0 and self.encoder != "gaussian":
+                p.append(f"{name} must be a finite number >= 0; got {_show(v)}.")
+        bounded("skip_bad_steps", 0)
+        bounded("pretrain_steps", 0)
+        if is_num(self.logvar_l1) and self.logvar_l1 > 0 and self.encoder == "deterministic":
             p.append("logvar_l1 applies to a Gaussian encoder only; add --encoder gaussian.")
         if not is_num(self.lam) or self.lam < 0:
-            p.append(f"lambda must be a finite number >= 0; got {self.lam!r}.")
+            p.append(f"lam (--lambda) must be a finite number >= 0; got {_show(self.lam)}.")
         if not is_num(self.lr) or self.lr <= 0:
-            p.append(f"lr must be a finite number > 0; got {self.lr!r}.")
+            p.append(f"lr must be a finite number > 0; got {_show(self.lr)}.")
         for name in ("beta1", "beta2"):
             v = getattr(self, name)
             if not is_num(v) or not 0 <= v < 1:
-                p.append(f"{name} must be in [0, 1); got {v!r}.")
-        if self.encoder not in ENCODERS:
-            p.append(f"encoder must be one of {', '.join(ENCODERS)}; got {self.encoder!r}.")
+                p.append(f"{name} must be a number in [0, 1); got {_show(v)}.")
+        if not _is_one_of(self.encoder, ENCODERS):
+            p.append(f"encoder must be one of {', '.join(ENCODERS)}; got {_show(self.encoder)}.")
         if not isinstance(self.compile, bool):
-            p.append(f"compile must be true or false; got {self.compile!r}.")
-        if self.precision not in PRECISIONS:
-            p.append(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}.")
-        elif self.precision == "bf16" and str(self.device).startswith("mps"):
-            p.append("precision bf16 runs on cpu and cuda devices; use fp32 on mps.")
-        dev = str(self.device)
-        if dev.split(":")[0] not in DEVICES:
-            p.append(f"device must be auto, cpu, cuda, cuda:N or mps; got {dev!r}.")
-        if self.threads is not None and (not is_int(self.threads) or self.threads < 1):
-            p.append(f"threads must be an integer >= 1; got {self.threads!r}.")
-        if not is_int(self.seed) or self.seed < 0:
-            p.append(f"seed must be an integer >= 0; got {self.seed!r}.")
-        for item in self.lr_schedule or ():
-            ok = (
-                isinstance(item, list | tuple)
-                and len(item) == 2
-                and is_int(item[0])
-                and item[0] >= 0
-                and is_num(item[1])
-                and item[1] > 0
+            p.append(f"compile must be true or false; got {_show(self.compile)}.")
+        if not isinstance(self.overwrite, bool):
+            p.append(f"overwrite must be true or false; got {_show(self.overwrite)}.")
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            p.append(f"device must be auto, cpu, cuda, cuda:N or mps; got {_show(self.device)}.")
+        if not _is_one_of(self.precision, PRECISIONS):
+            p.append(
+                f"precision must be one of {', '.join(PRECISIONS)}; got {_show(self.precision)}."
             )
-            if not ok:
-                p.append(f"lr_schedule entries must be (epoch >= 0, factor > 0); got {item!r}.")
+        elif self.precision == "bf16" and isinstance(self.device, str) and self.device == "mps":
+            p.append("precision bf16 runs on cpu and cuda devices; use fp32 on mps.")
+        if self.threads is not None:
+            bounded("threads", 1, MAX_THREADS)
+        bounded("seed", 0, MAX_SEED)
+        if self.out is not None and (not isinstance(self.out, str) or not self.out.strip()):
+            p.append(
+                "out must be a folder path (leave it out for a new folder under runs/); "
+                f"got {_show(self.out)}."
+            )
+        p += self._schedule_problems()
         for name in ("data", "network", "cost", "penalty", "prior"):
             v = getattr(self, name)
             if not isinstance(v, str) or not v.strip():
-                p.append(f"{name} must be a non-empty name; got {v!r}.")
-            if not isinstance(getattr(self, f"{name}_opts"), dict):
-                p.append(f"{name}_opts must be a mapping of option names to values.")
-        if (
-            "dim" in self.prior_opts
-            and self.latent_dim is not None
-            and str(self.prior_opts["dim"]) != str(self.latent_dim)
-        ):
-            p.append(
-                f"The prior's dimension ({self.prior_opts['dim']}) disagrees with the latent "
-                f"dimension ({self.latent_dim}); drop the prior's dim option or make them equal."
-            )
+                p.append(f"{name} must be a non-empty name; got {_show(v)}.")
+            opts = getattr(self, f"{name}_opts")
+            if not isinstance(opts, dict) or not all(isinstance(k, str) for k in opts):
+                p.append(
+                    f"{name}_opts must be a mapping of option names to values; got {_show(opts)}."
+                )
+        p += self._prior_dim_problems()
         return p
 
-    def validate(self) -> None:
-        """Raise :class:`~wae_toolkit.errors.UsageError` listing every problem, if any."""
+    def _schedule_problems(self) -> list[str]:
+        schedule = self.lr_schedule
+        if schedule is None:
+            return []
+        if not isinstance(schedule, list | tuple):
+            return [
+                "lr_schedule must be a list of [epoch, factor] pairs, or null for the paper's; "
+                f"got {_show(schedule)}."
+            ]
+        bad = [
+            item
+            for item in schedule
+            if not (
+                isinstance(item, list | tuple)
+                and len(item) == 2
+                and _is_int(item[0])
+                and item[0] >= 0
+                and _is_num(item[1])
+                and item[1] > 0
+            )
+        ]
+        if not bad:
+            return []
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        return [f"lr_schedule entries must be (epoch >= 0, factor > 0); got {_show(bad[0])}{more}."]
+
+    def _prior_dim_problems(self) -> list[str]:
+        """The prior's ``dim`` is the latent dimension; an explicit ``dim`` option must agree."""
+        opts = self.prior_opts
+        if not isinstance(opts, dict) or opts.get("dim") is None:
+            return []
+        dim = _as_int(opts["dim"])
+        if dim is None or dim < 1:
+            return [
+                "prior_opts dim must be an integer >= 1 (it is the latent dimension, which the "
+                f"toolkit fills in; drop it); got {_show(opts['dim'])}."
+            ]
+        latent = self.latent_dim
+        known = isinstance(latent, int) and _is_int(latent) and 1 <= latent <= MAX_LATENT_DIM
+        if not known or latent == dim:  # an unknown latent dimension is checked once resolved
+            return []
+        return [
+            f"The prior's dimension ({dim}) disagrees with the latent dimension ({latent}); "
+            "drop the prior's dim option or make them equal."
+        ]
+
+    def validate(self, *, plugins: bool = True) -> None:
+        """Raise :class:`~wae_toolkit.errors.UsageError` listing every problem, if any.
+
+        Args:
+            plugins: also check what needs the plugin classes (see
+                :func:`wae_toolkit.components.plugin_problems`): that the plugins exist, that
+                their options exist and have allowed values, that the penalty gets the encoder
+                it needs and that the prior has the latent dimension. Nothing is trained and no
+                data are read, so every message comes before any work starts.
+
+        Raises:
+            UsageError: one line per problem, each a sentence saying what is allowed.
+        """
         problems = self.problems()
+        cause: BaseException | None = None
+        if plugins:
+            from wae_toolkit.components import plugin_problems_and_cause
+
+            more, cause = plugin_problems_and_cause(self)
+            problems += more
         if problems:
-            raise UsageError(" ".join(problems) if len(problems) == 1 else "\n".join(problems))
+            raise UsageError("\n".join(problems)) from cause
 
     def resolved_latent_dim(self, sample_shape: tuple[int, ...]) -> int:
         """``latent_dim``, or ``min(8, values per sample)`` when it is None."""
@@ -227,12 +291,24 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        """Build from a dict (a saved ``config.json``'s ``run`` section); unknown keys refused."""
+        """Build from a dict (a saved ``config.json``'s ``run`` section); unknown keys refused.
+
+        The values are not checked here; :meth:`validate` does it, with one message per problem.
+
+        Raises:
+            UsageError: ``d`` is not a mapping, or has keys that are no run setting.
+        """
+        if not isinstance(d, dict):
+            raise UsageError(
+                "The run settings must be a mapping (a JSON object) of setting names to values; "
+                f"got {_show(d)}."
+            )
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        unknown = sorted((k for k in d if k not in names), key=str)
         if unknown:
             raise UsageError(
-                f"Unknown run setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(names))}."
+                f"Unknown run setting(s) {', '.join(_show(k) for k in unknown)}; "
+                f"allowed: {', '.join(sorted(names))}."
             )
         d = dict(d)
         if "lr_schedule" in d and isinstance(d["lr_schedule"], list):
@@ -262,3 +338,48 @@ def parse_schedule(text: str) -> list[tuple[int, float]] | None:
                 f"30:0.5,50:0.1), 'paper' or 'none'; got '{part}'."
             ) from None
     return out
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, on one line, so that a message about a huge
+    or nested value stays one readable line."""
+    try:
+        text = repr(value)
+    except Exception:  # a repr that fails (an int beyond Python's digit limit, an odd object)
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_num(value: Any) -> bool:
+    """A finite int or float (not a bool, not an int too large for a float)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _is_one_of(value: Any, choices: tuple[str, ...]) -> bool:
+    return isinstance(value, str) and value in choices
+
+
+def _as_int(value: Any) -> int | None:
+    """``value`` as an int when it is one (or integer text such as ``"8"``, or ``8.0``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None

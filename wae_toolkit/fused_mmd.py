@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from wae_toolkit.errors import UsageError
-from wae_toolkit.kernels import ESTIMATORS, _check_pair, _common_dtype, _shape
+from wae_toolkit.kernels import _common_dtype, check_mmd_inputs
 
 __all__ = ["fused_mmd2", "DEFAULT_BLOCK", "KINDS"]
 
@@ -65,20 +65,11 @@ def fused_mmd2(
     Returns:
         A scalar with ``z_q``'s dtype, computed in at least float32.
     """
-    _check_pair(z_q, z_p, "z_q", "z_p")
+    check_mmd_inputs(z_q, z_p, estimator)
     if kind not in KINDS:
         raise UsageError(f"Unknown kernel kind {kind!r}; allowed: {', '.join(KINDS)}.")
-    if estimator not in ESTIMATORS:
-        raise UsageError(f"Unknown MMD estimator {estimator!r}; allowed: {', '.join(ESTIMATORS)}.")
     if isinstance(block, bool) or not isinstance(block, int) or block < 1:
         raise UsageError(f"The MMD block size must be a positive integer; got {block!r}.")
-    n, m = z_q.shape[0], z_p.shape[0]
-    need = 1 if estimator == "biased" else 2
-    if n < need or m < need:
-        raise UsageError(
-            f"The {estimator!r} MMD estimator needs at least {need} sample(s) in each of z_q and "
-            f"z_p; got z_q {_shape(z_q)} and z_p {_shape(z_p)}."
-        )
     dtype = _common_dtype(z_q, z_p)
     out = _FusedMMD.apply(z_q.to(dtype), z_p.to(dtype), kind, constants, estimator, block, compiled)
     return out.to(z_q.dtype)

@@ -209,6 +209,20 @@ def _terms(
     return out, slope
 
 
+def check_mmd_inputs(z_q: Tensor, z_p: Tensor, estimator: str) -> None:
+    """Raise ``UsageError`` unless the batches fit together and are large enough for the
+    estimator (2 samples each for ``paper`` and ``unbiased``, 1 for ``biased``)."""
+    _check_pair(z_q, z_p, "z_q", "z_p")
+    if estimator not in ESTIMATORS:
+        raise UsageError(f"Unknown MMD estimator {estimator!r}; allowed: {', '.join(ESTIMATORS)}.")
+    need = 1 if estimator == "biased" else 2
+    if z_q.shape[0] < need or z_p.shape[0] < need:
+        raise UsageError(
+            f"The {estimator!r} MMD estimator needs at least {need} sample(s) in each of z_q and "
+            f"z_p; got z_q {_shape(z_q)} and z_p {_shape(z_p)}."
+        )
+
+
 def _offdiag_mean(k: Tensor) -> Tensor:
     """Mean of a square ``(n, n)`` matrix without its diagonal: divides by ``n (n - 1)``."""
     n = k.shape[0]
@@ -258,16 +272,8 @@ def mmd2(
         UsageError: bad shapes, devices or estimator, or fewer than 2 samples in either input for
             the ``"paper"`` and ``"unbiased"`` estimators (at least 1 for ``"biased"``).
     """
-    _check_pair(z_q, z_p, "z_q", "z_p")
-    if estimator not in ESTIMATORS:
-        raise UsageError(f"Unknown MMD estimator {estimator!r}; allowed: {', '.join(ESTIMATORS)}.")
+    check_mmd_inputs(z_q, z_p, estimator)
     n, m = z_q.shape[0], z_p.shape[0]
-    need = 1 if estimator == "biased" else 2
-    if n < need or m < need:
-        raise UsageError(
-            f"The {estimator!r} MMD estimator needs at least {need} sample(s) in each of z_q and "
-            f"z_p; got z_q {_shape(z_q)} and z_p {_shape(z_p)}."
-        )
     dtype = _common_dtype(z_q, z_p)
     q, p = z_q.to(dtype), z_p.to(dtype)
     k_qq = kernel(squared_distances(q, q))

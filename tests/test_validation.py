@@ -242,10 +242,15 @@ def test_ranges_types_and_combinations_each_get_one_message() -> None:
         "Bad value 'abc' for option 'block'": {"penalty_opts": {"block": "abc"}},
         "block must be a positive integer": {"penalty_opts": {"block": 0}},
         "Bad options for network 'mlp': hidden must be": {"network_opts": {"hidden": [0]}},
-        "draws infinite or NaN samples": {"prior_opts": {"std": math.inf}},
+        "The Gaussian prior's std must be a finite number > 0": {"prior_opts": {"std": math.inf}},
+        # found only by drawing two samples from the prior
+        "draws infinite or NaN samples": {
+            "prior": "gmm",
+            "prior_opts": {"components": 1, "means": [math.inf] * 4},
+        },
         "Unknown prior 'gausian'": {"prior": "gausian"},
-        # more categories than torch.multinomial takes: found by drawing two samples
-        "The prior 'gmm' could not draw samples": {
+        # more categories than torch.multinomial takes
+        "components between 1 and 16,777,216": {
             "prior": "gmm",
             "prior_opts": {"components": 2**24 + 1},
             "latent_dim": 1,
@@ -267,7 +272,7 @@ def test_huge_models_are_refused_before_they_are_allocated() -> None:
     an allocation failure (or the out-of-memory killer) inside torch."""
     for change in (
         {"penalty": "gan-js", "penalty_opts": {"hidden": 10**7}},
-        {"prior": "gmm", "prior_opts": {"components": 10**10}},
+        {"prior": "gmm", "prior_opts": {"components": 2**24}, "latent_dim": 65536},
     ):
         with pytest.raises(UsageError, match="more than this machine's"):
             RunConfig.from_dict({**BASE, **change}).validate()
@@ -628,28 +633,26 @@ def test_malformed_config_files_are_refused_by_the_cli(
         assert snapshot(folder) == before
 
 
-# Wrong shapes that runs.load_run does not check yet: they escape as AttributeError,
-# IndexError, OverflowError or RecursionError instead of UsageError (see the fix described
-# in the report for wae_toolkit/runs.py).
-KNOWN_GAPS = {
+# Sections of the wrong shape: refused by load_run with one sentence, like malformed JSON.
+WRONG_SECTIONS = {
     "plugins is a list": lambda r: {**r, "plugins": []},
     "a plugins entry is text": lambda r: {**r, "plugins": {"cost": "l2"}},
     "value_range has one number": lambda r: {**r, "data": {**r["data"], "value_range": [1]}},
+    "sample_shape holds a float": lambda r: {**r, "data": {**r["data"], "sample_shape": [1.5, 8]}},
+    "sample_shape is text": lambda r: {**r, "data": {**r["data"], "sample_shape": "188"}},
+    "data is a list": lambda r: {**r, "data": []},
 }
 
 
-@pytest.mark.parametrize("change", sorted(KNOWN_GAPS))
+@pytest.mark.parametrize("change", sorted(WRONG_SECTIONS))
 def test_wrong_sections_of_a_run_record(run_folder: tuple[Path, dict[str, Any]], change: str):
     from wae_toolkit.runs import load_run
 
     folder, record = run_folder
-    before = _with_config(folder, json.dumps(KNOWN_GAPS[change](record)).encode())
-    try:
+    before = _with_config(folder, json.dumps(WRONG_SECTIONS[change](record)).encode())
+    with pytest.raises(UsageError, match="is not a valid run configuration") as exc:
         load_run(folder)
-    except UsageError:
-        pass
-    except Exception as exc:  # noqa: BLE001 - the gap this test documents
-        pytest.xfail(f"load_run lets {type(exc).__name__} escape: {exc}")
+    assert_sentence(str(exc.value))
     assert snapshot(folder) == before
 
 
@@ -658,12 +661,8 @@ def test_deeply_nested_json_is_refused(run_folder: tuple[Path, dict[str, Any]]) 
 
     folder, _ = run_folder
     before = _with_config(folder, b"[" * 100_000)
-    try:
+    with pytest.raises(UsageError, match="not a JSON file written by wae run"):
         load_run(folder)
-    except UsageError:
-        pass
-    except RecursionError:
-        pytest.xfail("load_run lets RecursionError escape from json.loads")
     assert snapshot(folder) == before
 
 
@@ -674,3 +673,41 @@ def test_a_valid_folder_still_loads(run_folder: tuple[Path, dict[str, Any]]) -> 
     folder, record = run_folder
     _with_config(folder, json.dumps(record).encode())
     assert load_run(folder).config.latent_dim == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--device", "tpu"], "--device must be auto, cpu, cuda, cuda:N or mps; got 'tpu'"),
+        (["--device", "cuda:x"], "--device"),
+        (["--seed", str(2**64)], "--seed must be an integer from 0 to 2^63 - 1"),
+        (["--seed", "-1"], "--seed must be an integer from 0 to 2^63 - 1"),
+        (["--exact-max", "-3"], "--exact-max must be an integer >= 0"),
+    ],
+)
+def test_eval_flags_are_checked_before_loading(
+    run_folder: tuple[Path, dict[str, Any]], flags: list[str], message: str
+) -> None:
+    folder, _ = run_folder
+    before = snapshot(folder)
+    code, output = wae("eval", str(folder), *flags)
+    assert_clean_rejection(code, output)
+    assert message in output
+    assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize(
+    ("prior", "options", "message"),
+    [
+        ("gaussian", {"std": float("inf")}, "std must be a finite number > 0"),
+        ("gmm", {"std": float("inf")}, "std must be a finite number > 0"),
+        ("gmm", {"radius": float("nan")}, "radius must be a finite number"),
+        ("gmm", {"components": 2**24 + 1}, "components between 1 and 16,777,216"),
+        ("gmm", {"components": 2, "stds": (1.0, float("inf"))}, "stds must be 2 positive"),
+    ],
+)
+def test_prior_options_that_cannot_be_sampled_are_named(prior, options, message):
+    from wae_toolkit import registry
+
+    with pytest.raises(UsageError, match=message):
+        registry.create("prior", prior, dim=2, **options)

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from wae_toolkit.errors import UsageError
+
 __all__ = ["eval_command", "compare_command"]
 
 out = Console(highlight=False)
@@ -42,7 +44,20 @@ def _options(
     exact_max: int | None,
 ) -> dict[str, Any]:
     """Keyword arguments of ``evaluate_run`` for the options the user gave; the others keep the
-    library's defaults."""
+    library's defaults. Bad values are refused here, before any run is loaded."""
+    problems = []
+    if samples is not None and samples < 2:
+        problems.append(f"--samples must be an integer >= 2; got {samples}.")
+    if seed is not None and not 0 <= seed < 2**63:
+        problems.append(f"--seed must be an integer from 0 to 2^63 - 1; got {seed}.")
+    if exact_max is not None and exact_max < 0:
+        problems.append(f"--exact-max must be an integer >= 0; got {exact_max}.")
+    if problems:
+        raise UsageError("\n".join(problems))
+    if device is not None:
+        from wae_toolkit.train import resolve_device
+
+        device = str(resolve_device(device))
     values = {"n_samples": samples, "seed": seed, "device": device, "cache_dir": cache_dir}
     values["exact_max"] = exact_max
     return {k: v for k, v in values.items() if v is not None}

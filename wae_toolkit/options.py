@@ -111,7 +111,7 @@ def parse_assignments(items: list[str] | tuple[str, ...] | None, flag: str) -> d
         key = key.strip()
         if not sep or not key:
             raise UsageError(
-                f"{flag} expects NAME=VALUE (for example {flag} scale=0.05); got '{item}'."
+                f"{flag} expects NAME=VALUE (for example {flag} scale=0.05); got {item!r}."
             )
         out[key.replace("-", "_")] = value.strip()
     return out
@@ -175,13 +175,13 @@ def convert(value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, bool):
             raise ValueError("expected a number")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
+        try:
+            if isinstance(value, int | float):
+                return float(value)
+            if isinstance(value, str):
                 return float(value.strip())
-            except ValueError:
-                pass
+        except (ValueError, OverflowError):  # text, or an integer too large for a float
+            pass
         raise ValueError("expected a number")
     if annotation is str:
         if isinstance(value, str):

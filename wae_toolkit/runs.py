@@ -15,6 +15,7 @@ Nothing is unpickled when a run is loaded: weights are safetensors and the rest 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -225,17 +226,54 @@ def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     Raises:
         UsageError: no such folder or file, or a file that is not a run configuration.
     """
-    cfg_path = Path(run_dir) / CONFIG
+    return _read_record(Path(run_dir))["run"]  # type: ignore[no-any-return]
+
+
+class _BadRecord(ValueError):
+    """One sentence saying what is wrong with a run's config.json."""
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """A run folder's ``config.json``, checked to have the sections loading needs.
+
+    Raises:
+        UsageError: no such file, not JSON, or a section of the wrong shape; one sentence.
+    """
+    cfg_path = path / CONFIG
     if not cfg_path.is_file():
-        raise UsageError(f"'{run_dir}' is not a run folder: it has no {CONFIG}.")
+        raise UsageError(f"'{path}' is not a run folder: it has no {CONFIG}.")
     try:
-        record = json.loads(cfg_path.read_text(encoding="utf-8"))
-        run = record["run"]
-        if not isinstance(run, dict):
-            raise TypeError("its 'run' entry is not a mapping")
-    except (ValueError, KeyError, TypeError) as exc:
+        try:
+            record = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError, UnicodeDecodeError):
+            raise _BadRecord("it is not a JSON file written by wae run") from None
+        if not isinstance(record, dict):
+            raise _BadRecord("it is not a JSON object")
+        for section in ("run", "data"):
+            if not isinstance(record.get(section), dict):
+                raise _BadRecord(f"its '{section}' section is missing or not an object")
+        plugins = record.get("plugins", {})
+        if not isinstance(plugins, dict) or not all(isinstance(v, dict) for v in plugins.values()):
+            raise _BadRecord("its 'plugins' section must map each kind to an object")
+        shape = record["data"].get("sample_shape")
+        if not (
+            isinstance(shape, list)
+            and shape
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
+        ):
+            raise _BadRecord("its data.sample_shape must be a list of positive integers")
+        vr = record["data"].get("value_range")
+        if vr is not None and not (
+            isinstance(vr, list)
+            and len(vr) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in vr)
+            and all(math.isfinite(v) for v in vr)
+            and vr[0] < vr[1]
+        ):
+            raise _BadRecord("its data.value_range must be null or two finite numbers, low < high")
+    except _BadRecord as exc:
         raise UsageError(f"'{cfg_path}' is not a valid run configuration: {exc}.") from None
-    return run
+    return record
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
@@ -250,18 +288,11 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     from wae_toolkit.config import RunConfig
 
     path = Path(run_dir)
-    cfg_path = path / CONFIG
-    if not cfg_path.is_file():
-        raise UsageError(f"'{path}' is not a run folder: it has no {CONFIG}.")
-    try:
-        record = json.loads(cfg_path.read_text(encoding="utf-8"))
-        config = RunConfig.from_dict(record["run"])
-        data = record["data"]
-        shape = tuple(int(s) for s in data["sample_shape"])
-        vr = data.get("value_range")
-        value_range = None if vr is None else (float(vr[0]), float(vr[1]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"'{cfg_path}' is not a valid run configuration: {exc}.") from None
+    record = _read_record(path)
+    config = RunConfig.from_dict(record["run"])
+    shape = tuple(record["data"]["sample_shape"])
+    vr = record["data"].get("value_range")
+    value_range = None if vr is None else (float(vr[0]), float(vr[1]))
     _check_plugins(path, record.get("plugins", {}))
     comps = build_components(config, shape, value_range)
     weights_path = path / WEIGHTS

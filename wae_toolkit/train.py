@@ -121,6 +121,8 @@ def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when torch sees a GPU, else CPU; other names are checked."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.partition(":")[0] not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps; got '{device}'.")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(

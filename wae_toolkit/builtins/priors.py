@@ -33,6 +33,10 @@ def _check_z(z: Tensor, dim: int) -> None:
         raise UsageError(f"z must be (B, {dim}) for this prior; got {tuple(z.shape)}.")
 
 
+#: torch.multinomial draws from at most 2^24 categories.
+_MAX_COMPONENTS = 2**24
+
+
 def _positive(value: float, what: str) -> float:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise UsageError(f"{what} must be a finite number > 0; got {value!r}.")
@@ -167,9 +171,7 @@ class GaussianPrior(Prior):
 
     def __init__(self, dim: int, std: float = 1.0) -> None:
         super().__init__(dim)
-        if not std > 0:
-            raise UsageError(f"The Gaussian prior's std must be > 0; got {std}.")
-        self.std = float(std)
+        self.std = _positive(std, "The Gaussian prior's std")
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         eps = torch.randn(n, self.dim, generator=generator, device=self.device, dtype=self.dtype)
@@ -236,8 +238,12 @@ class GaussianMixturePrior(Prior):
         placement: Literal["random", "spread"] = "random",
     ) -> None:
         super().__init__(dim)
-        if components < 1:
-            raise UsageError(f"The mixture needs components >= 1; got {components}.")
+        if not 1 <= components <= _MAX_COMPONENTS:
+            raise UsageError(
+                f"The mixture needs components between 1 and {_MAX_COMPONENTS:,}; got {components}."
+            )
+        if not math.isfinite(radius):
+            raise UsageError(f"radius must be a finite number; got {radius!r}.")
         if placement not in ("random", "spread"):
             raise UsageError(f"placement must be 'random' or 'spread'; got {placement!r}.")
         k = int(components)
@@ -261,11 +267,9 @@ class GaussianMixturePrior(Prior):
                 )
             mu = torch.tensor(means, dtype=torch.float64).reshape(k, dim)
         if stds is None:
-            if not std > 0:
-                raise UsageError(f"std must be > 0; got {std}.")
-            s = torch.full((k,), float(std), dtype=torch.float64)
+            s = torch.full((k,), _positive(std, "std"), dtype=torch.float64)
         else:
-            if len(stds) != k or min(stds) <= 0:
+            if len(stds) != k or not all(math.isfinite(v) and v > 0 for v in stds):
                 raise UsageError(
                     f"stds must be {k} positive numbers, one per component; got {stds}."
                 )

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from wae_toolkit import __version__
 from wae_toolkit.cli_eval import compare_command, eval_command
-from wae_toolkit.errors import UsageError, WaeError
+from wae_toolkit.errors import UsageError, WaeError, did_you_mean
 from wae_toolkit.registry import KINDS, list_plugins, normalize_kind, plugin_names
 
 app = typer.Typer(
@@ -86,6 +86,14 @@ _HELP = {k: _OPT_HELP.format(k) for k in ("cost", "penalty", "prior", "network")
 
 @app.command()
 def run(
+    config_file: str = typer.Option(
+        None,
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="Settings from a TOML/JSON/YAML file (or a run's config.json to repeat it); flags "
+        "override it. See 'wae config show'.",
+    ),
     preset: str = typer.Option(
         None,
         help="Start from a named setup (the paper's mnist-mmd, celeba-gan, ... or digits-*); "
@@ -251,7 +259,7 @@ def run(
         raise UsageError(f"--nproc must be an integer >= 1; got {nproc}.")
     launch = nproc is not None and nproc > 1 and not os.environ.get("WORLD_SIZE")
     if resume is not None:
-        _resume(resume, preset, given, lr_schedule, nproc if launch else None)
+        _resume(resume, preset, given, lr_schedule, nproc if launch else None, config_file)
         return
     if launch:  # catch usage errors here, once, before starting the processes
         from wae_toolkit.presets import resolve_config as _resolve
@@ -259,11 +267,11 @@ def run(
         checked = dict(given)
         if lr_schedule is not None:
             checked["lr_schedule"] = parse_schedule(lr_schedule)
-        _resolve(preset, checked)[0].validate()
+        _resolve(preset, checked, config_file)[0].validate()
         _launch(int(nproc or 1))
     if lr_schedule is not None:
         given["lr_schedule"] = parse_schedule(lr_schedule)  # None means the paper's proportions
-    config, sources = resolve_config(preset, given)
+    config, sources = resolve_config(preset, given, config_file)
 
     _train_and_report(config, sources=sources)
 
@@ -355,6 +363,7 @@ def _resume(
     given: dict[str, Any],
     schedule: str | None,
     nproc: int | None = None,
+    config_file: str | None = None,
 ) -> None:
     """``wae run --resume RUN_DIR``: the saved settings, the newest checkpoint."""
     from wae_toolkit.config import RunConfig
@@ -369,6 +378,7 @@ def _resume(
         if k not in ("threads", "device") and v != {}
     ]
     extra += ["--preset"] * (preset is not None) + ["--lr-schedule"] * (schedule is not None)
+    extra += ["--config"] * (config_file is not None)
     if extra:
         raise UsageError(
             f"--resume continues a run with its saved settings; drop {', '.join(extra)} "
@@ -554,6 +564,57 @@ def presets_show(name: str = typer.Argument(..., help="Preset name, e.g. mnist-m
     table.add_column("value", overflow="fold")
     for key, value in p.values.items():
         table.add_row(key, _escape(repr(value)))
+    out.print(table)
+
+
+config_app = typer.Typer(help="Run settings: files, presets, where each value comes from.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    config_file: str = typer.Option(None, "--config", "-c", metavar="FILE", help="A file."),
+    preset: str = typer.Option(None, help="A preset, below the file and --set."),
+    assignments: list[str] = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="A run setting, as a flag would give it."
+    ),
+) -> None:
+    """The resolved run settings and where each comes from (default, preset, file, --set).
+
+    Example: [bold]wae config show --config exp.toml --set epochs=5[/bold]
+    """
+    import typing
+
+    from wae_toolkit.config import RunConfig
+    from wae_toolkit.options import convert, parse_assignments
+    from wae_toolkit.presets import resolve_config
+
+    hints = typing.get_type_hints(RunConfig)
+    given: dict[str, Any] = {}
+    for key, text in parse_assignments(assignments, "--set").items():
+        key = "lam" if key == "lambda" else key
+        if key not in hints:
+            raise UsageError(
+                f"--set {key}: not a run setting.{did_you_mean(key, hints)} "
+                "See 'wae run --help' or docs/configuration.md."
+            )
+        try:
+            given[key] = convert(text, hints[key])
+        except ValueError as exc:
+            raise UsageError(f"--set {key}={text}: {exc}.") from None
+    config, sources = resolve_config(preset, given, config_file)
+    table = Table(show_header=True, title="run settings", title_justify="left")
+    table.add_column("setting")
+    table.add_column("value", overflow="fold")
+    table.add_column("from")
+    for key, value in config.to_dict().items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                table.add_row(f"{key}.{k}", _escape(repr(v)), sources.get(f"{key}.{k}", "default"))
+            if not value:
+                table.add_row(key, "{}", sources.get(key, "default"))
+        else:
+            table.add_row(key, _escape(repr(value)), sources.get(key, "default"))
     out.print(table)
 
 

@@ -209,55 +209,74 @@ def get_preset(name: str) -> Preset:
 _OPTS = ("data_opts", "network_opts", "cost_opts", "penalty_opts", "prior_opts")
 
 
-def resolve_config(preset: str | None, given: dict[str, Any]) -> tuple[RunConfig, dict[str, str]]:
-    """Combine defaults, a preset and explicitly given values (highest priority last).
+def resolve_config(
+    preset: str | None, given: dict[str, Any], config_file: str | None = None
+) -> tuple[RunConfig, dict[str, str]]:
+    """Combine defaults, a preset, a configuration file and explicitly given values, in that
+    order of priority (the last wins).
 
     Plugin and data options merge key by key: ``--penalty-opt hidden=64`` changes one option of
-    the preset's penalty and keeps the others. When the command line names another plugin than the
-    preset, the preset's options for the old plugin are dropped.
+    the preset's (or file's) penalty and keeps the others. When a later layer names another plugin
+    than an earlier one, the earlier options for the old plugin are dropped. A file may name a
+    ``preset``; ``preset`` given here overrides it.
 
     Returns:
         the :class:`RunConfig` and ``sources``: for every field (and every plugin option, as
-        ``"penalty_opts.hidden"``) one of ``"default"``, ``"preset NAME"``, ``"command line"``.
+        ``"penalty_opts.hidden"``) one of ``"default"``, ``"preset NAME"``, ``"file PATH"``,
+        ``"command line"`` (or two joined by ``+`` when options merged).
     """
     names = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(given) - names)
     if unknown:
         raise UsageError(f"Unknown run setting(s) {', '.join(unknown)}.")
-    values: dict[str, Any] = {}
-    sources = {n: "default" for n in names}
+    from_file: dict[str, Any] = {}
+    if config_file is not None:
+        from wae_toolkit.configfile import read_config_file
+
+        from_file = read_config_file(config_file)
+        preset = preset or from_file.get("preset")
+        from_file = {k: v for k, v in from_file.items() if k != "preset"}
+    layers: list[tuple[str, dict[str, Any]]] = []
     p = get_preset(preset) if preset else None
     if p is not None:
-        if p.data_hint and "data" not in given:
+        if p.data_hint and "data" not in given and "data" not in from_file:
             raise UsageError(
                 f"The preset '{p.name}' reads its data from a folder you name: add --data DIR, "
                 f"{p.data_hint}. Nothing is downloaded."
             )
-        for key, value in p.values.items():
-            values[key] = dict(value) if key in _OPTS else value
-            sources[key] = f"preset {p.name}"
-            if key in _OPTS:
-                for k in value:
-                    sources[f"{key}.{k}"] = f"preset {p.name}"
-    if p is not None:
-        # Naming another plugin than the preset's drops the preset's options for the old one.
+        layers.append((f"preset {p.name}", p.values))
+    if from_file:
+        layers.append((f"file {config_file}", from_file))
+    layers.append(("command line", given))
+    values: dict[str, Any] = {}
+    sources = {n: "default" for n in names}
+    for label, layer in layers:
         for plugin_field in ("network", "cost", "penalty", "prior"):
-            if plugin_field in given and given[plugin_field] != p.values.get(plugin_field):
+            if (
+                plugin_field in layer
+                and plugin_field in values
+                and (layer[plugin_field] != values[plugin_field])
+            ):
+                # Naming another plugin drops the earlier options for the old one.
                 values.pop(f"{plugin_field}_opts", None)
                 sources[f"{plugin_field}_opts"] = "default"
                 for k in [s for s in sources if s.startswith(f"{plugin_field}_opts.")]:
                     del sources[k]
-    for key, value in given.items():
-        if key in _OPTS:
-            if not value:
-                continue
-            values[key] = {**values.get(key, {}), **value}
-            sources[key] = "command line" if sources[key] == "default" else "preset + command line"
-            for k in value:
-                sources[f"{key}.{k}"] = "command line"
-        else:
-            values[key] = value
-            sources[key] = "command line"
+        for key, value in layer.items():
+            if key in _OPTS:
+                if not value:
+                    continue
+                if not isinstance(value, dict):
+                    values[key] = value  # validation names the problem
+                    sources[key] = label
+                    continue
+                values[key] = {**values.get(key, {}), **value}
+                sources[key] = label if sources[key] == "default" else f"{sources[key]} + {label}"
+                for k in value:
+                    sources[f"{key}.{k}"] = label
+            else:
+                values[key] = value
+                sources[key] = label
     config = RunConfig(**values)
     config.validate()
     return config, dict(sorted(sources.items()))

@@ -1,0 +1,121 @@
+"""``wae run --config FILE`` and ``wae config show``: files, precedence, repeating a run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from .test_cli import error_line, wae
+
+EXP = """
+preset = "digits-gan"
+lambda = 2.0
+epochs = 1
+
+[penalty_opts]
+hidden = 32
+
+[data_opts]
+limit = 300
+"""
+
+
+def test_a_toml_file_sets_the_run_and_flags_override_it(tmp_path, capsys):
+    (tmp_path / "exp.toml").write_text(EXP)
+    out = tmp_path / "run"
+    code, _, err = wae(
+        capsys,
+        "run",
+        "--config",
+        str(tmp_path / "exp.toml"),
+        "--seed",
+        "4",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    record = json.loads((out / "config.json").read_text())
+    run, sources = record["run"], record["sources"]
+    assert run["penalty"] == "gan-js" and run["lam"] == 2.0 and run["seed"] == 4
+    assert run["penalty_opts"]["hidden"] == 32 and run["penalty_opts"]["layers"] == 4
+    file_label = f"file {tmp_path / 'exp.toml'}"
+    assert sources["lam"] == sources["epochs"] == sources["penalty_opts.hidden"] == file_label
+    assert sources["penalty_opts.layers"] == "preset digits-gan"
+    assert sources["seed"] == "command line"
+
+
+def test_a_run_folders_config_repeats_the_run(tmp_path, capsys):
+    first = tmp_path / "first"
+    args = ["--epochs", "2", "--seed", "3", "--data-opt", "limit=300", "--device", "cpu"]
+    assert wae(capsys, "run", *args, "--penalty-opt", "scales=0.5,2", "--out", str(first))[0] == 0
+    again = tmp_path / "again"
+    code, _, err = wae(capsys, "run", "--config", str(first / "config.json"), "--out", str(again))
+    assert code == 0, err
+    a, b = load_file(str(first / "model.safetensors")), load_file(str(again / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((again / "config.json").read_text())["run"]["penalty_opts"]["scales"] == [
+        0.5,
+        2.0,
+    ]
+
+
+def test_config_show_says_where_each_value_comes_from(tmp_path, capsys):
+    (tmp_path / "exp.toml").write_text(EXP)
+    code, stdout, err = wae(
+        capsys, "config", "show", "--config", str(tmp_path / "exp.toml"), "--set", "epochs=7"
+    )
+    assert code == 0, err
+    rows = {line.split("│")[1].strip(): line for line in stdout.splitlines() if "│" in line}
+    assert "7" in rows["epochs"] and "command line" in rows["epochs"]
+    assert "2.0" in rows["lam"] and "file" in rows["lam"]
+    assert "preset digits-gan" in rows["penalty_opts.layers"]
+    assert "default" in rows["seed"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("bad.toml", "epochs = \n", "is not valid TOML"),
+        ("typo.toml", "epoch = 3\n", "unknown setting 'epoch'. Did you mean 'epochs'?"),
+        ("list.json", "[1, 2]", "must hold a table of run settings"),
+        ("both.toml", "lam = 1.0\nlambda = 2.0\n", "sets both lambda and lam"),
+        ("range.toml", "epochs = -3\n", "epochs must be an integer >= 1"),
+        ("exp.ini", "epochs = 3\n", "expects a .toml, .json or .yaml file"),
+    ],
+)
+def test_bad_files_are_refused_in_one_sentence_before_anything_is_written(
+    tmp_path, capsys, name, text, message
+):
+    (tmp_path / name).write_text(text)
+    out = tmp_path / "run"
+    code, _, err = wae(capsys, "run", "--config", str(tmp_path / name), "--out", str(out))
+    assert code == 2
+    assert message in error_line(err)
+    assert not out.exists()
+
+
+def test_missing_file(tmp_path, capsys):
+    code, _, err = wae(capsys, "config", "show", "--config", str(tmp_path / "nope.toml"))
+    assert code == 2 and "does not exist" in error_line(err)
+
+
+def test_yaml_files(tmp_path, capsys):
+    (tmp_path / "exp.yaml").write_text("epochs: 2\npenalty_opts:\n  estimator: unbiased\n")
+    code, stdout, err = wae(capsys, "config", "show", "--config", str(tmp_path / "exp.yaml"))
+    if importlib.util.find_spec("yaml") is None:
+        assert code == 2 and "needs PyYAML" in error_line(err)
+    else:
+        assert code == 0 and "unbiased" in stdout
+
+
+def test_set_names_only_run_settings(capsys):
+    code, _, err = wae(capsys, "config", "show", "--set", "epoch=3")
+    assert code == 2 and "Did you mean 'epochs'?" in error_line(err)
+    code, _, err = wae(capsys, "config", "show", "--set", "epochs=three")
+    assert code == 2 and "expected an integer" in error_line(err)

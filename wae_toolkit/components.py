@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any
 
 import torch
 
-from wae_toolkit.config import MAX_LATENT_DIM, RunConfig
+from wae_toolkit.config import MAX_LATENT_DIM, RunConfig, is_finite_number
 from wae_toolkit.errors import DataError, UsageError, WaeError
 from wae_toolkit.interfaces import Cost, LatentPenalty, Network
 from wae_toolkit.model import WAE
@@ -291,16 +290,6 @@ def _total_memory() -> int | None:
     return total
 
 
-def _finite(value: Any) -> bool:
-    """A finite int or float (not a bool, not an int too large for a float)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
 def _check_data_shape(
     sample_shape: tuple[int, ...], value_range: tuple[float, float] | None
 ) -> tuple[tuple[int, ...], tuple[float, float] | None]:
@@ -319,7 +308,7 @@ def _check_data_shape(
         ok = (
             isinstance(value_range, tuple | list)
             and len(value_range) == 2
-            and all(_finite(v) for v in value_range)
+            and all(is_finite_number(v) for v in value_range)
             and value_range[0] <= value_range[1]
         )
         if not ok:

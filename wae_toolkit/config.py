@@ -121,7 +121,7 @@ class RunConfig:
         """
         p: list[str] = []
 
-        is_int, is_num = _is_int, _is_num
+        is_int, is_num = _is_int, is_finite_number
 
         def bounded(name: str, low: int, high: int | None = None) -> None:
             v = getattr(self, name)
@@ -211,7 +211,7 @@ class RunConfig:
                 and len(item) == 2
                 and _is_int(item[0])
                 and item[0] >= 0
-                and _is_num(item[1])
+                and is_finite_number(item[1])
                 and item[1] > 0
             )
         ]
@@ -355,7 +355,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_num(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
     """A finite int or float (not a bool, not an int too large for a float)."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return False
@@ -371,15 +371,9 @@ def _is_one_of(value: Any, choices: tuple[str, ...]) -> bool:
 
 def _as_int(value: Any) -> int | None:
     """``value`` as an int when it is one (or integer text such as ``"8"``, or ``8.0``)."""
-    if isinstance(value, bool):
+    from wae_toolkit.options import convert  # the one conversion rule of CLI text to int
+
+    try:
+        return int(convert(value, int))
+    except ValueError:
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None

@@ -14,6 +14,8 @@ __all__ = [
     "WaeError",
     "RunConfig",
     "train",
+    "fit",
+    "load",
     "load_run",
     "resolve_config",
     "evaluate_run",
@@ -27,6 +29,7 @@ from wae_toolkit.errors import WaeError
 from wae_toolkit.registry import create, list_plugins
 
 if TYPE_CHECKING:
+    from wae_toolkit.api import fit, load
     from wae_toolkit.config import RunConfig
     from wae_toolkit.metrics import compare_runs, evaluate_run
     from wae_toolkit.presets import resolve_config
@@ -38,6 +41,8 @@ __getattr__ = lazy_getattr(
     {
         "RunConfig": "config",
         "train": "train",
+        "fit": "api",
+        "load": "api",
         "load_run": "runs",
         "resolve_config": "presets",
         "evaluate_run": "metrics",

@@ -18,6 +18,13 @@ from rich.table import Table
 
 from wae_toolkit import __version__
 from wae_toolkit.cli_eval import compare_command, eval_command
+from wae_toolkit.cli_model import (
+    encode_command,
+    interpolate_command,
+    reconstruct_command,
+    runs_list_command,
+    sample_command,
+)
 from wae_toolkit.errors import UsageError, WaeError, did_you_mean
 from wae_toolkit.registry import KINDS, list_plugins, normalize_kind, plugin_names
 
@@ -620,6 +627,13 @@ def config_show(
 
 app.command("eval")(eval_command)
 app.command("compare")(compare_command)
+app.command("sample")(sample_command)
+app.command("encode")(encode_command)
+app.command("reconstruct")(reconstruct_command)
+app.command("interpolate")(interpolate_command)
+runs_app = typer.Typer(help="The run folders you have.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+runs_app.command("list")(runs_list_command)
 
 
 # ---------------------------------------------------------------------------------------------

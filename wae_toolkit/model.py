@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -42,6 +45,9 @@ class WAE(nn.Module):
         self.decoder = decoder
         self.prior = prior
         self.gaussian = gaussian
+        #: The run folder and final metrics, when the model came from a run (fit / load).
+        self.run_dir: Path | None = None
+        self.summary: dict[str, Any] = {}
 
     @property
     def latent_dim(self) -> int:

@@ -1,0 +1,257 @@
+"""``wae sample``, ``wae encode``, ``wae reconstruct``, ``wae interpolate``, ``wae runs list``.
+
+Each loads a finished run folder (safetensors and JSON, nothing unpickled) and writes one file:
+``.png`` (an image grid, for image data) or ``.npy`` (the raw array, for any data). An existing
+file is never replaced unless ``--overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from wae_toolkit.errors import UsageError
+
+__all__ = [
+    "sample_command",
+    "encode_command",
+    "reconstruct_command",
+    "interpolate_command",
+    "runs_list_command",
+]
+
+out = Console()
+
+_RUN = typer.Argument(..., help="A run folder (written by 'wae run').")
+_OVERWRITE = typer.Option(False, help="Replace the output file if it exists.")
+_SEED = typer.Option(0, help="Seed of the random draws.")
+_DATA = typer.Option(
+    None, help="Data to use (a name or a path, as in 'wae run --data'). [default: the run's own]"
+)
+_DATA_OPT = typer.Option(None, "--data-opt", help="Option of the data source as NAME=VALUE.")
+_SPLIT = typer.Option("test", help="Which split of the data: test (held out) or train.")
+
+
+def _check_out(path: str, overwrite: bool, allowed: tuple[str, ...]) -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in allowed:
+        raise UsageError(f"--out must end in {' or '.join(allowed)}; got '{p}'.")
+    if p.exists() and not overwrite:
+        raise UsageError(f"'{p}' exists; choose another --out or pass --overwrite to replace it.")
+    if not p.parent.is_dir():
+        raise UsageError(f"Cannot write '{p}': the folder '{p.parent}' does not exist.")
+    return p
+
+
+def _write(path: Path, array: Any, loaded: Any, nrow: int = 8) -> None:
+    """Write ``array`` (a tensor) as ``.npy``, or as a PNG grid for image data."""
+    import numpy as np
+
+    if path.suffix.lower() == ".npy":
+        np.save(path, array.detach().cpu().numpy(), allow_pickle=False)
+        return
+    shape = loaded.record["data"]["sample_shape"]
+    if len(shape) != 3:
+        raise UsageError(
+            f"A .png needs image data; this run's samples have shape {tuple(shape)}: use .npy."
+        )
+    from wae_toolkit.figures import save_image_grid
+
+    vr = loaded.record["data"].get("value_range")
+    save_image_grid(path, array.reshape(-1, *shape), nrow=nrow, value_range=vr and tuple(vr))
+
+
+def _load(run: str, device: str) -> Any:
+    from wae_toolkit.runs import load_run
+    from wae_toolkit.train import resolve_device
+
+    return load_run(run, device=str(resolve_device(device)))
+
+
+def _data(loaded: Any, data: str | None, data_opt: list[str] | None, split: str) -> Any:
+    """The chosen split of ``data`` (the run's own data and options when not given)."""
+    from wae_toolkit.data import load_dataset
+    from wae_toolkit.options import parse_assignments
+
+    if split not in ("test", "train"):
+        raise UsageError(f"--split must be test or train; got '{split}'.")
+    run = loaded.config
+    name = data or run.data
+    opts = {**(run.data_opts if data is None else {}), **parse_assignments(data_opt, "--data-opt")}
+    dataset = load_dataset(name, opts)
+    expected = tuple(loaded.record["data"]["sample_shape"])
+    if dataset.sample_shape != expected:
+        raise UsageError(
+            f"The data '{name}' holds samples of shape {dataset.sample_shape}; this run's model "
+            f"takes {expected}."
+        )
+    x = dataset.test if split == "test" else dataset.train
+    return x.to(next(loaded.model.parameters()).device)
+
+
+def sample_command(
+    run: str = _RUN,
+    n: int = typer.Option(64, "-n", help="How many samples."),
+    out_file: str = typer.Option("samples.png", "--out", "-o", help="A .png grid or a .npy."),
+    seed: int = _SEED,
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """New samples G(z), z ~ prior, from a trained run."""
+    import torch
+
+    if n < 1:
+        raise UsageError(f"-n must be an integer >= 1; got {n}.")
+    path = _check_out(out_file, overwrite, (".png", ".npy"))
+    loaded = _load(run, device)
+    gen = torch.Generator(device=next(loaded.model.parameters()).device).manual_seed(seed)
+    _write(path, loaded.model.sample(n, generator=gen), loaded)
+    out.print(f"{n} samples -> {escape(str(path))}", soft_wrap=True)
+
+
+def encode_command(
+    run: str = _RUN,
+    data: str = _DATA,
+    data_opt: list[str] = _DATA_OPT,
+    split: str = _SPLIT,
+    out_file: str = typer.Option("codes.npy", "--out", "-o", help="A .npy file (N, D)."),
+    draw: bool = typer.Option(
+        False, help="Draw from a Gaussian encoder instead of taking its mean."
+    ),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """The codes of a data split (the run's held-out data by default), as a .npy array (N, D)."""
+    import torch
+
+    path = _check_out(out_file, overwrite, (".npy",))
+    loaded = _load(run, device)
+    x = _data(loaded, data, data_opt, split)
+    with torch.no_grad():
+        z = torch.cat([loaded.model.encode(c, sample=draw) for c in x.split(500)])
+    _write(path, z, loaded)
+    out.print(f"{len(z)} codes of dimension {z.shape[1]} -> {escape(str(path))}", soft_wrap=True)
+
+
+def reconstruct_command(
+    run: str = _RUN,
+    data: str = _DATA,
+    data_opt: list[str] = _DATA_OPT,
+    split: str = _SPLIT,
+    n: int = typer.Option(32, "-n", help="How many samples (at most)."),
+    out_file: str = typer.Option(
+        "reconstructions.png", "--out", "-o", help="A .png (originals and reconstructions) or .npy."
+    ),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """G(E(x)) for the first N samples of a data split; a .png shows each above its original."""
+    import torch
+
+    if n < 1:
+        raise UsageError(f"-n must be an integer >= 1; got {n}.")
+    path = _check_out(out_file, overwrite, (".png", ".npy"))
+    loaded = _load(run, device)
+    x = _data(loaded, data, data_opt, split)[:n]
+    rec = loaded.model.reconstruct(x)
+    if path.suffix.lower() == ".png":
+        cols = min(8, len(x))
+        rows = -(-len(x) // cols)
+        pad = rows * cols - len(x)
+        both = [torch.cat([t, t[:0].new_zeros(pad, *t.shape[1:])]) for t in (x, rec)]
+        grid = torch.stack([b.reshape(rows, cols, *x.shape[1:]) for b in both], 1)
+        _write(path, grid.reshape(-1, *x.shape[1:]), loaded, nrow=cols)
+    else:
+        _write(path, rec, loaded)
+    out.print(f"{len(x)} reconstructions -> {escape(str(path))}", soft_wrap=True)
+
+
+def interpolate_command(
+    run: str = _RUN,
+    data: str = _DATA,
+    data_opt: list[str] = _DATA_OPT,
+    split: str = _SPLIT,
+    pairs: int = typer.Option(8, help="How many pairs of samples (the first 2 x pairs)."),
+    steps: int = typer.Option(10, help="Points on each segment, both ends included."),
+    out_file: str = typer.Option(
+        "interpolations.png", "--out", "-o", help="A .png (a row per pair) or .npy (P, S, ...)."
+    ),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Decoded straight lines between the codes of pairs of samples."""
+    if pairs < 1 or steps < 2:
+        raise UsageError(f"--pairs must be >= 1 and --steps >= 2; got {pairs} and {steps}.")
+    path = _check_out(out_file, overwrite, (".png", ".npy"))
+    loaded = _load(run, device)
+    x = _data(loaded, data, data_opt, split)
+    if len(x) < 2 * pairs:
+        raise UsageError(f"--pairs {pairs} needs {2 * pairs} samples; the split has {len(x)}.")
+    inter = loaded.model.interpolate(x[:pairs], x[pairs : 2 * pairs], steps=steps)
+    _write(path, inter if path.suffix == ".npy" else inter.reshape(-1, *x.shape[1:]), loaded, steps)
+    out.print(f"{pairs} interpolations of {steps} steps -> {escape(str(path))}", soft_wrap=True)
+
+
+def _status(folder: Path, summary: dict[str, Any]) -> str:
+    if summary:
+        return "finished"
+    from wae_toolkit.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(folder)
+    if ckpt is None:
+        return "no checkpoint"
+    return f"stopped at step {int(ckpt.stem.split('-')[1])}"
+
+
+def runs_list_command(
+    folder: str = typer.Argument("runs", help="Where to look for run folders."),
+) -> None:
+    """A table of the runs under FOLDER with their key metrics, newest first."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise UsageError(f"'{root}' is not a folder.")
+    runs = sorted(
+        (p for p in root.iterdir() if (p / "config.json").is_file()),
+        key=lambda p: (p / "config.json").stat().st_mtime,
+        reverse=True,
+    )
+    table = Table(title=f"runs in {root}", title_justify="left")
+    for col in ("run", "data", "penalty", "steps", "test cost", "test MMD", "floor"):
+        table.add_column(
+            col, justify="right" if col in ("steps", "test cost") else "left", overflow="fold"
+        )
+    table.add_column("status", min_width=10, overflow="fold")
+    for p in runs:
+        try:
+            record = json.loads((p / "config.json").read_text())
+            run = record["run"]
+            summary_path = p / "summary.json"
+            summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        except (OSError, ValueError, KeyError, TypeError):
+            table.add_row(escape(p.name), "", "", "", "", "", "", "unreadable config.json")
+            continue
+
+        def num(key: str, summary: dict[str, Any] = summary) -> str:
+            v = summary.get(key)
+            return f"{v:.4g}" if isinstance(v, int | float) else "-"
+
+        table.add_row(
+            escape(p.name),
+            escape(str(run.get("data", ""))),
+            escape(str(run.get("penalty", ""))),
+            str(summary.get("steps", "-")),
+            num("test_cost"),
+            num("test_mmd"),
+            num("prior_mmd"),
+            escape(_status(p, summary)),
+        )
+    if not runs:
+        out.print(f"No runs in '{escape(str(root))}'.")
+        return
+    out.print(table)

@@ -31,6 +31,7 @@ out = Console()
 _RUN = typer.Argument(..., help="A run folder (written by 'wae run').")
 _OVERWRITE = typer.Option(False, help="Replace the output file if it exists.")
 _SEED = typer.Option(0, help="Seed of the random draws.")
+_DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or auto.")
 _DATA = typer.Option(
     None, help="Data to use (a name or a path, as in 'wae run --data'). [default: the run's own]"
 )
@@ -100,7 +101,7 @@ def sample_command(
     n: int = typer.Option(64, "-n", help="How many samples."),
     out_file: str = typer.Option("samples.png", "--out", "-o", help="A .png grid or a .npy."),
     seed: int = _SEED,
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    device: str = _DEVICE,
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """New samples G(z), z ~ prior, from a trained run."""
@@ -124,7 +125,7 @@ def encode_command(
     draw: bool = typer.Option(
         False, help="Draw from a Gaussian encoder instead of taking its mean."
     ),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    device: str = _DEVICE,
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """The codes of a data split (the run's held-out data by default), as a .npy array (N, D)."""
@@ -148,7 +149,7 @@ def reconstruct_command(
     out_file: str = typer.Option(
         "reconstructions.png", "--out", "-o", help="A .png (originals and reconstructions) or .npy."
     ),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    device: str = _DEVICE,
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """G(E(x)) for the first N samples of a data split; a .png shows each above its original."""
@@ -182,7 +183,7 @@ def interpolate_command(
     out_file: str = typer.Option(
         "interpolations.png", "--out", "-o", help="A .png (a row per pair) or .npy (P, S, ...)."
     ),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto."),
+    device: str = _DEVICE,
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Decoded straight lines between the codes of pairs of samples."""

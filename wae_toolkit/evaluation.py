@@ -14,11 +14,12 @@ from torch import Tensor
 
 from wae_toolkit.fused_mmd import fused_mmd2
 from wae_toolkit.interfaces import Cost, Prior
+from wae_toolkit.kernels import PAPER_IMQ_SCALES
 from wae_toolkit.model import WAE
 
 __all__ = ["evaluate", "latent_mmd", "prior_mmd_floor", "PAPER_SCALES"]
 
-PAPER_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+PAPER_SCALES = PAPER_IMQ_SCALES
 #: At most this many held-out codes enter the MMD (its cost is quadratic).
 MAX_MMD_SAMPLES = 2000
 

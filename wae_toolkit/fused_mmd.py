@@ -167,22 +167,41 @@ def _distances(a: Tensor, a2: Tensor, b: Tensor, b2: Tensor) -> Tensor:
 
 
 def _block_terms(
-    d2: Tensor, constants: tuple[float, ...], kind: str, need_slope: bool
+    d2: Tensor,
+    constants: tuple[float, ...],
+    kind: str,
+    need_slope: bool,
+    weight: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """The sum of the kernel over a block of squared distances and, if asked, its slope matrix."""
+    """``sum(weight * k(d2))`` over a block of squared distances (all weights 1 when ``weight``
+    is None) and, if asked, the slope matrix ``weight * k'(d2)``.
+
+    Without weights each scale's terms are summed at once; with weights the kernel matrix is
+    accumulated first and weighted once, so that symmetric weights cancel exactly (the unbiased
+    estimator of identical batches is exactly 0).
+    """
     total = d2.new_zeros(())
+    k = None if weight is None else torch.zeros_like(d2)
     slope = torch.zeros_like(d2) if need_slope else None
     for a in constants:
         if kind == "imq":
-            r = (d2 + a).reciprocal_()  # k = a r, k' = -a r^2
-            total = total + r.sum() * a
+            t = (d2 + a).reciprocal_()  # k = a t, k' = -a t^2
+            k_scale = a
             if slope is not None:
-                slope.addcmul_(r, r, value=-a)
+                slope.addcmul_(t, t, value=-a)
         else:
-            e = torch.exp(d2 * (-1.0 / a))  # k = e, k' = -e / a
-            total = total + e.sum()
+            t = torch.exp(d2 * (-1.0 / a))  # k = t, k' = -t / a
+            k_scale = 1.0
             if slope is not None:
-                slope.add_(e, alpha=-1.0 / a)
+                slope.add_(t, alpha=-1.0 / a)
+        if k is None:
+            total = total + t.sum() * k_scale
+        else:
+            k.add_(t, alpha=k_scale)
+    if k is not None and weight is not None:
+        total = (k * weight).sum()
+        if slope is not None:
+            slope.mul_(weight)
     return total, slope
 
 
@@ -194,9 +213,7 @@ def _compiled_block() -> _BlockFn:
 
 def _diag_value(d2_diag: Tensor, constants: tuple[float, ...], kind: str) -> Tensor:
     """The kernel summed over the diagonal entries of a block (to remove them from a sum)."""
-    if kind == "imq":
-        return sum(((a / (d2_diag + a)).sum() for a in constants), d2_diag.new_zeros(()))
-    return sum((torch.exp(d2_diag * (-1.0 / a)).sum() for a in constants), d2_diag.new_zeros(()))
+    return _block_terms(d2_diag, constants, kind, need_slope=False)[0]
 
 
 def _within(
@@ -299,7 +316,7 @@ def _joint_core(
 ) -> tuple[Tensor, Tensor]:
     """``sum_ij w_ij k(x_i, x_j)`` and its gradient in ``x`` (``w`` symmetric)."""
     x2 = (x * x).sum(1)
-    value, slope = _weighted_terms(_distances(x, x2, x, x2), w, constants, kind, need_grad)
+    value, slope = _block_terms(_distances(x, x2, x, x2), constants, kind, need_grad, w)
     if slope is None:
         return value, x
     return value, 4.0 * (slope.sum(1, keepdim=True) * x - slope @ x)
@@ -326,26 +343,3 @@ def _weights(
         w[:n, n:].diagonal().zero_()
         w[n:, :n].diagonal().zero_()
     return w
-
-
-def _weighted_terms(
-    d2: Tensor, w: Tensor, constants: tuple[float, ...], kind: str, need_slope: bool
-) -> tuple[Tensor, Tensor | None]:
-    """``sum(w * k(d2))`` and ``w * k'(d2)``."""
-    k = torch.zeros_like(d2)
-    slope = torch.zeros_like(d2) if need_slope else None
-    for a in constants:
-        if kind == "imq":
-            r = (d2 + a).reciprocal_()
-            k.add_(r, alpha=a)
-            if slope is not None:
-                slope.addcmul_(r, r, value=-a)
-        else:
-            e = torch.exp(d2 * (-1.0 / a))
-            k.add_(e)
-            if slope is not None:
-                slope.add_(e, alpha=-1.0 / a)
-    value = (k * w).sum()
-    if slope is not None:
-        slope.mul_(w)
-    return value, slope

@@ -27,6 +27,7 @@ from wae_toolkit.errors import UsageError
 
 __all__ = [
     "ESTIMATORS",
+    "PAPER_IMQ_SCALES",
     "Estimator",
     "check_codes",
     "squared_distances",
@@ -34,6 +35,9 @@ __all__ = [
     "rbf_kernel",
     "mmd2",
 ]
+
+#: The WAE paper's IMQ kernel scales (reference code, ``wae.py``), multipliers of ``C``.
+PAPER_IMQ_SCALES: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 #: The MMD estimators :func:`mmd2` accepts.
 Estimator = Literal["paper", "unbiased", "biased"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -459,7 +460,7 @@ def _train_in(
         flag = torch.tensor(float(signals.received or 0), device=device)
         agreed = all_reduce_mean({"stop": flag})["stop"]
         if float(agreed) and signals.received is None:
-            signals.received = 15  # another rank got the signal (SIGTERM's number)
+            signals.received = signal.SIGTERM  # another rank got a signal: stop like it
         return bool(float(agreed))
 
     started = time.perf_counter()
@@ -553,7 +554,7 @@ def _train_in(
                             f"Stopped by {signals.name} after step {step} of {total_steps}; "
                             f"checkpoint written to '{path}'. Resume with: wae run --resume "
                             f"{out}" + (f" --nproc {ctx.world_size}" if ctx.is_distributed else ""),
-                            signals.received or 15,
+                            signals.received or signal.SIGTERM,
                         )
             epoch_logs = _mean_logs(epoch_acc, ctx) | {"lr": lr}
             writer.write({"kind": "epoch", "epoch": epoch, "step": step, **epoch_logs})

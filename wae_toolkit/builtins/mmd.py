@@ -18,12 +18,9 @@ from torch import Tensor
 from wae_toolkit.errors import UsageError
 from wae_toolkit.fused_mmd import DEFAULT_BLOCK, fused_mmd2
 from wae_toolkit.interfaces import LatentPenalty, Prior, prior_moments
-from wae_toolkit.kernels import ESTIMATORS
+from wae_toolkit.kernels import ESTIMATORS, PAPER_IMQ_SCALES
 
 __all__ = ["IMQMMDPenalty", "RBFMMDPenalty"]
-
-#: The WAE paper's IMQ scales (reference code, ``wae.py``).
-PAPER_IMQ_SCALES: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 class _MMDPenalty(LatentPenalty):

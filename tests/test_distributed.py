@@ -164,6 +164,9 @@ def _checks(ctx: DistContext) -> dict[str, Any]:
 def _worker(rank: int, port: int, out_dir: str) -> None:
     import os
 
+    # The C++ side (gloo) writes to fd 2 before an abort: keep it for the failure message.
+    log = os.open(Path(out_dir) / f"rank{rank}.stderr", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(log, 2)
     torch.set_num_threads(1)
     os.environ.update(
         RANK=str(rank),
@@ -181,6 +184,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         for kind in ("mmd", "gan"):
             results[f"train.{kind}"] = _train(ctx, kind)
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+        barrier()  # no rank closes its connections while another still uses them
     finally:
         shutdown(ctx)
 
@@ -208,11 +212,16 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
                         p.kill()
                     pytest.fail(f"the {WORLD} workers did not finish within {SPAWN_TIMEOUT_S} s")
             break
-        except mp.ProcessRaisedException:
+        # A worker raised, or died of a signal (gloo aborts on some connection faults).
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as e:
             for p in procs.processes:
                 p.kill()
             if attempt == 2:
-                raise
+                logs = [out / f"rank{r}.stderr" for r in range(WORLD)]
+                text = "\n".join(
+                    f"--- {f.name} ---\n{f.read_text(errors='replace')}" for f in logs if f.exists()
+                )
+                raise AssertionError(f"{e}\n{text}") from e
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 

@@ -21,6 +21,6 @@ def test_every_python_block_runs(page, tmp_path, monkeypatch):
     assert blocks, f"{page} has no python block"
     monkeypatch.chdir(tmp_path)  # the examples write runs/ here
     for i, code in enumerate(blocks):
-        namespace: dict = {}
+        namespace: dict = {"__name__": "__main__"}  # as in a notebook or a script
         exec(compile(code, f"{page}[block {i + 1}]", "exec"), namespace)  # noqa: S102
     assert (tmp_path / "runs" / "nb-1" / "model.safetensors").is_file()

@@ -7,6 +7,7 @@ rebuilds exactly what was trained: the plugins are resolved by name through the 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import os
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ __all__ = [
     "Components",
     "build_components",
     "decoder_output_for",
+    "given_plugins",
     "plugin_problems",
     "plugin_problems_and_cause",
 ]
@@ -41,6 +43,29 @@ class Components:
     network: Network
     decoder_output: str
     plugins: dict[str, dict[str, Any]]
+
+
+#: kind -> plugin object that :func:`build_components` uses instead of creating one.
+_GIVEN: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "wae_toolkit_given_plugins", default=None
+)
+
+
+@contextlib.contextmanager
+def given_plugins(objects: dict[str, Any]) -> Iterator[None]:
+    """While the block runs, :func:`build_components` uses these plugin objects (``kind ->
+    instance``, e.g. from :func:`wae_toolkit.fit`) as they are, instead of creating new ones from
+    the configuration's names and options. Validation still builds throw-away copies."""
+    token = _GIVEN.set(dict(objects))
+    try:
+        yield
+    finally:
+        _GIVEN.reset(token)
+
+
+def _given_or_create(kind: str, name: str, **options: Any) -> Any:
+    given = _GIVEN.get() or {}
+    return given[kind] if kind in given else create(kind, name, **options)
 
 
 def decoder_output_for(value_range: tuple[float, float] | None) -> str:
@@ -345,17 +370,17 @@ def build_components(
     if too_big:  # refused before anything large is allocated
         raise UsageError(too_big)
     # Created in this order, as always: plugins that draw random numbers get the same ones.
-    cost = create("cost", config.cost, **config.cost_opts)
+    cost = _given_or_create("cost", config.cost, **config.cost_opts)
     prior_opts = {k: v for k, v in config.prior_opts.items() if k != "dim"}
     with _plain_errors(f"The prior '{config.prior}'"):
-        prior = create("prior", config.prior, dim=config.latent_dim, **prior_opts)
+        prior = _given_or_create("prior", config.prior, dim=config.latent_dim, **prior_opts)
     if prior.dim != config.latent_dim:
         raise UsageError(
             f"The prior '{config.prior}' has dimension {prior.dim} but the latent dimension is "
             f"{config.latent_dim}; they must be equal."
         )
-    penalty = create("penalty", config.penalty, **config.penalty_opts)
-    network = create("network", config.network, **config.network_opts)
+    penalty = _given_or_create("penalty", config.penalty, **config.penalty_opts)
+    network = _given_or_create("network", config.network, **config.network_opts)
     if type(penalty).needs_encoder_stats and config.encoder != "gaussian":
         raise UsageError(
             f"The penalty '{config.penalty}' needs a Gaussian encoder (its mean and variance); "

@@ -11,16 +11,22 @@ imported when it is asked for (:func:`get_plugin_class`, :func:`create`), and a 
 import fails alone, with an error naming the plugin, its distribution and the cause.
 
 Setting ``WAE_DISABLE_PLUGIN_AUTOLOAD=1`` restricts discovery to wae-toolkit's own plugins.
+
+Classes that are not installed plugins (one defined in a notebook, given to
+:func:`wae_toolkit.fit`) are found by the same functions while :func:`in_process_plugins` is
+active, under the name ``"module:QualifiedName"``.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.metadata as md
 import importlib.util
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -36,6 +42,9 @@ __all__ = [
     "get_plugin_info",
     "get_plugin_class",
     "create",
+    "IN_PROCESS",
+    "class_name",
+    "in_process_plugins",
 ]
 
 #: Plugin kind -> (entry point group, interface class as "module:attr").
@@ -48,6 +57,10 @@ KINDS: dict[str, tuple[str, str]] = {
 _PLURALS = {"costs": "cost", "penalties": "penalty", "priors": "prior", "networks": "network"}
 BUILTIN_DISTRIBUTION = "wae-toolkit"
 AUTOLOAD_ENV = "WAE_DISABLE_PLUGIN_AUTOLOAD"
+#: The "distribution" of a class given as a Python object rather than installed as a plugin.
+IN_PROCESS = "(Python object)"
+#: kind -> {"module:QualifiedName": class}, filled only inside :func:`in_process_plugins`.
+_IN_PROCESS: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
 
 
 @dataclass(frozen=True)
@@ -140,7 +153,17 @@ def plugin_names(kind: str) -> list[str]:
 def get_plugin_info(kind: str, name: str) -> PluginInfo:
     """Metadata of one plugin; raises ``UnknownPluginError`` with suggestions if there is none."""
     kind = normalize_kind(kind)
+    if name in _IN_PROCESS[kind]:
+        cls = _IN_PROCESS[kind][name]
+        doc = (cls.__doc__ or "").strip().splitlines()
+        return PluginInfo(kind, name, name, IN_PROCESS, "", doc[0].strip() if doc else "")
     found = _collect(kind)
+    if name not in found and ":" in name:
+        raise UnknownPluginError(
+            f"The {kind} '{name}' is a Python class that was given to wae_toolkit.fit(), not an "
+            f"installed plugin; from Python, pass it again (wae_toolkit.load(run, {kind}=...)), "
+            "or install it as a plugin under an entry point (see docs/plugins.md)."
+        )
     if name not in found:
         names = sorted(found)
         raise UnknownPluginError(
@@ -163,6 +186,8 @@ def get_plugin_class(kind: str, name: str) -> type:
     """
     info = get_plugin_info(kind, name)
     kind = info.kind
+    if info.distribution == IN_PROCESS:
+        return _checked(_IN_PROCESS[kind][name], kind, name, info)
     if info.clashes and not info.builtin:
         raise PluginLoadError(
             f"The {kind} name '{name}' is declared by several distributions: "
@@ -178,6 +203,12 @@ def get_plugin_class(kind: str, name: str) -> type:
             f"import ({info.target}): {type(exc).__name__}: {exc}. Reinstall or upgrade "
             f"'{info.distribution}', or uninstall it to hide the plugin."
         ) from exc
+    return _checked(obj, kind, name, info)
+
+
+def _checked(obj: Any, kind: str, name: str, info: PluginInfo) -> type:
+    """``obj`` when it is a complete class implementing ``kind``'s interface (at a version this
+    wae-toolkit provides); a :class:`PluginLoadError` naming the plugin otherwise."""
     iface = _interface(kind)
     if not (isinstance(obj, type) and issubclass(obj, iface)):
         raise PluginLoadError(
@@ -235,6 +266,53 @@ def create(kind: str, name: str, /, **options: Any) -> Any:
         if isinstance(exc, UsageError):
             raise
         raise UsageError(f"Bad options for {normalize_kind(kind)} '{name}': {exc}") from exc
+
+
+def class_name(cls: type) -> str:
+    """The name a class given as a Python object runs under: ``"module:QualifiedName"``."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _installed_name(kind: str, cls: type) -> str | None:
+    """The name ``cls`` is installed under as a ``kind`` plugin (metadata only), if it is."""
+    target = class_name(cls)
+    for name, candidates in _collect(kind).items():
+        if _pick(kind, name, candidates).target == target:
+            return name
+    return None
+
+
+@contextlib.contextmanager
+def in_process_plugins(classes: dict[str, type]) -> Iterator[dict[str, str]]:
+    """Make plugin classes that are not installed (``kind -> class``) available by name.
+
+    Yields ``kind -> name``: the installed plugin's name when the class is one (so the run's
+    configuration names it as the command line would), else ``"module:QualifiedName"``, which
+    :func:`get_plugin_info`, :func:`get_plugin_class` and :func:`create` find until the block
+    ends. Each class is checked against its kind's interface first.
+
+    Raises:
+        PluginLoadError: a class that does not implement its kind's interface.
+    """
+    names: dict[str, str] = {}
+    replaced: list[tuple[str, str, type | None]] = []  # what an outer block had, put back after
+    try:
+        for kind, cls in classes.items():
+            kind = normalize_kind(kind)
+            name = _installed_name(kind, cls)
+            if name is None:
+                name = class_name(cls)
+                _checked(cls, kind, name, PluginInfo(kind, name, name, IN_PROCESS, ""))
+                replaced.append((kind, name, _IN_PROCESS[kind].get(name)))
+                _IN_PROCESS[kind][name] = cls
+            names[kind] = name
+        yield names
+    finally:
+        for kind, name, previous in reversed(replaced):
+            if previous is None:
+                _IN_PROCESS[kind].pop(name, None)
+            else:
+                _IN_PROCESS[kind][name] = previous
 
 
 # ---------------------------------------------------------------------------------------------

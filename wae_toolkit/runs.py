@@ -59,6 +59,7 @@ RUN_DIRS = ("checkpoints",)
 def default_run_dir(data: str, penalty: str, root: str | Path = "runs") -> Path:
     """A new folder ``runs/<data>-<penalty>-<date>-<time>`` that does not exist yet."""
     stem = Path(data).stem if os.sep in data or "." in data else data
+    penalty = penalty.rpartition(":")[2].rpartition(".")[2]  # "module:Class" -> "Class"
     base = Path(root) / f"{stem}-{penalty}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, i = base, 2
     while path.exists():
@@ -188,8 +189,17 @@ def _check_plugins(path: Path, recorded: dict[str, Any]) -> None:
     import warnings
 
     from wae_toolkit.errors import PluginVersionWarning, UnknownPluginError
-    from wae_toolkit.registry import get_plugin_info
+    from wae_toolkit.registry import IN_PROCESS, get_plugin_info
 
+    given = {k: r.get("name") for k, r in recorded.items() if r.get("distribution") == IN_PROCESS}
+    missing = [k for k, name in given.items() if not _known(k, str(name))]
+    if missing:
+        raise UsageError(
+            f"The run '{path}' was trained with classes given to wae_toolkit.fit() that are not "
+            f"installed plugins ({', '.join(f'{k} {given[k]}' for k in missing)}); load it from "
+            f"Python, giving them again: wae_toolkit.load(run, "
+            f"{', '.join(f'{k}=...' for k in missing)})."
+        )
     for kind, rec in recorded.items():
         name, dist, version = rec.get("name"), rec.get("distribution"), rec.get("version")
         try:
@@ -206,6 +216,17 @@ def _check_plugins(path: Path, recorded: dict[str, Any]) -> None:
                 PluginVersionWarning,
                 stacklevel=3,
             )
+
+
+def _known(kind: str, name: str) -> bool:
+    from wae_toolkit.errors import UnknownPluginError
+    from wae_toolkit.registry import get_plugin_info
+
+    try:
+        get_plugin_info(kind, name)
+    except UnknownPluginError:
+        return False
+    return True
 
 
 @dataclass

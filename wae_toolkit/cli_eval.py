@@ -121,24 +121,6 @@ def eval_command(
     out.print(f"Written: {escape(str(Path(result['run']) / EVAL_FILE))}", soft_wrap=True)
 
 
-def _best(values: list[float | None], floors: list[float | None], better: str) -> int | None:
-    """Index of the best run for a metric: lowest, or closest to the floor for sharpness."""
-    scored = []
-    for i, (v, f) in enumerate(zip(values, floors, strict=True)):
-        if v is None:
-            continue
-        if better.startswith("close"):
-            if f is None:
-                continue
-            scored.append((abs(v - f), i))
-        else:
-            scored.append((v, i))
-    if len(scored) < 2:
-        return None
-    scored.sort()
-    return scored[0][1] if scored[0][0] < scored[1][0] else None  # no winner on a tie
-
-
 def compare_command(
     runs: list[str] = typer.Argument(..., help="Run folders written by 'wae run'."),
     samples: int = typer.Option(None, "--samples", "-n", help=_SAMPLES_HELP),
@@ -156,7 +138,7 @@ def compare_command(
     Example: [bold]wae compare runs/A runs/B[/bold]
     """
     from wae_toolkit.metrics import compare_runs
-    from wae_toolkit.metrics.record import HOW_TO_READ, METRICS
+    from wae_toolkit.metrics.record import HOW_TO_READ, METRICS, best_index
 
     with err.status(f"Evaluating {len(runs)} run(s) where needed ..."):
         options = _options(samples, seed, device, cache_dir, exact_max)
@@ -172,7 +154,7 @@ def compare_command(
             continue
         values = [c["value"] if c else None for c in cells]
         floors = [c["floor"] if c else None for c in cells]
-        best = _best(values, floors, better)
+        best = best_index(values, floors, better)
         row = []
         for i, (v, f) in enumerate(zip(values, floors, strict=True)):
             text = "-" if v is None else _fmt(v) + ("" if f is None else f" ({_fmt(f)})")

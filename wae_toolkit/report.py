@@ -81,7 +81,7 @@ def write_figures(
         title = "held-out codes vs prior samples"
         if dims > 2:
             z_q, z_p = principal_plane(z_q, z_p)
-            title += f" (2 leading principal components of {dims})"
+            title += f"\n(2 leading principal components of {dims})"  # two lines: fits 5 in
         files.append(save_scatter(out / "latent.png", title, {"prior z_p": z_p, "codes z_q": z_q}))
     curves = save_loss_curves(out / "losses.png", records)
     if curves is not None:

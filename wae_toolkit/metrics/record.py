@@ -23,6 +23,7 @@ __all__ = [
     "eval_settings",
     "weights_hash",
     "reusable",
+    "best_index",
 ]
 
 EVAL_FILE = "eval.json"
@@ -82,3 +83,22 @@ def reusable(run_dir: Path, settings: dict[str, int]) -> dict[str, Any] | None:
     if record.get("settings") != settings or record.get("weights_sha256") != weights_hash(run_dir):
         return None
     return record
+
+
+def best_index(values: list[float | None], floors: list[float | None], better: str) -> int | None:
+    """Index of the best run for a metric (``better`` as in :data:`METRICS`): the lowest value,
+    or the closest to its floor for sharpness; ``None`` with fewer than two values or a tie."""
+    scored = []
+    for i, (v, f) in enumerate(zip(values, floors, strict=True)):
+        if v is None:
+            continue
+        if better.startswith("close"):
+            if f is None:
+                continue
+            scored.append((abs(v - f), i))
+        else:
+            scored.append((v, i))
+    if len(scored) < 2:
+        return None
+    scored.sort()
+    return scored[0][1] if scored[0][0] < scored[1][0] else None  # no winner on a tie

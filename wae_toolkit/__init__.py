@@ -20,6 +20,7 @@ __all__ = [
     "resolve_config",
     "evaluate_run",
     "compare_runs",
+    "export_model",
     "create",
     "list_plugins",
 ]
@@ -31,6 +32,7 @@ from wae_toolkit.registry import create, list_plugins
 if TYPE_CHECKING:
     from wae_toolkit.api import fit, load
     from wae_toolkit.config import RunConfig
+    from wae_toolkit.export import export_model
     from wae_toolkit.metrics import compare_runs, evaluate_run
     from wae_toolkit.presets import resolve_config
     from wae_toolkit.runs import load_run
@@ -47,5 +49,6 @@ __getattr__ = lazy_getattr(
         "resolve_config": "presets",
         "evaluate_run": "metrics",
         "compare_runs": "metrics",
+        "export_model": "export",
     },
 )

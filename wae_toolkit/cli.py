@@ -18,6 +18,7 @@ from rich.table import Table
 
 from wae_toolkit import __version__
 from wae_toolkit.cli_eval import compare_command, eval_command
+from wae_toolkit.cli_export import export_command
 from wae_toolkit.cli_model import (
     encode_command,
     interpolate_command,
@@ -25,6 +26,7 @@ from wae_toolkit.cli_model import (
     runs_list_command,
     sample_command,
 )
+from wae_toolkit.cli_report import report_command
 from wae_toolkit.errors import UsageError, WaeError, did_you_mean
 from wae_toolkit.registry import KINDS, list_plugins, normalize_kind, plugin_names
 
@@ -51,6 +53,19 @@ def _completer(kind: str) -> Any:
         return [n for n in plugin_names(kind) if n.startswith(incomplete)]
 
     return complete
+
+
+def _tracker_names(incomplete: str) -> list[str]:
+    from wae_toolkit.config import TRACKERS
+
+    done, _, last = incomplete.rpartition(",")  # completes the last of comma-separated names
+    return [f"{done},{n}" if done else n for n in TRACKERS if n.startswith(last)]
+
+
+def _parse_track(items: list[str] | None) -> list[str] | None:
+    """``--track`` values, repeated and/or comma-separated, in order, each once."""
+    names = [n.strip().lower() for item in items or [] for n in item.split(",")]
+    return list(dict.fromkeys(n for n in names if n)) or None
 
 
 def _preset_names(incomplete: str) -> list[str]:
@@ -215,6 +230,27 @@ def run(
         help="fp32, or bf16 autocast for the networks (cost and penalty stay float32). "
         "\\[default: fp32]",
     ),
+    track: list[str] = typer.Option(
+        None,
+        "--track",
+        metavar="NAME",
+        help="Log the run to mlflow or tensorboard; repeatable or comma-separated "
+        "(docs/tracking.md). \\[default: none]",
+        autocompletion=_tracker_names,
+    ),
+    tracking_uri: str = typer.Option(
+        None,
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (sqlite:///f.db, or a path f.db; http://host:5000...). "
+        "\\[default: sqlite:///RUNS/mlflow.db, beside the run folder]",
+    ),
+    experiment: str = typer.Option(
+        None,
+        "--experiment",
+        metavar="NAME",
+        help="MLflow experiment of the run, created when missing. \\[default: wae-toolkit]",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show full tracebacks on errors."),
 ) -> None:
     """Train a Wasserstein Auto-Encoder and write its run folder (weights, metrics, figures).
@@ -260,6 +296,9 @@ def run(
         "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints,
         "skip_bad_steps": skip_bad_steps,
+        "track": _parse_track(track),
+        "tracking_uri": tracking_uri,
+        "experiment": experiment,
     }
     given = {k: v for k, v in values.items() if v is not None}
     if nproc is not None and nproc < 1:
@@ -297,6 +336,36 @@ def _train_and_report(config: Any, **kwargs: Any) -> None:
     finally:
         progress.stop()
     print_summary(out, result)
+    _print_tracking(config.track, result.run_dir)
+
+
+def _print_tracking(track: list[str], run_dir: Any) -> None:
+    """Where the trackers logged the run, and the command that shows it."""
+    import json
+
+    from wae_toolkit.tracking import TENSORBOARD_DIR, TRACKING_FILE
+
+    if "mlflow" in track:
+        saved = json.loads((run_dir / TRACKING_FILE).read_text(encoding="utf-8"))["mlflow"]
+        uri = saved["tracking_uri"]
+        see = (
+            uri
+            if uri.startswith(("http://", "https://"))
+            else f"mlflow ui --backend-store-uri {uri}"
+        )
+        out.print(
+            f"MLflow: run {saved['run_id']} of the experiment '{saved['experiment']}'; see it "
+            f"with: {see}",
+            markup=False,
+            soft_wrap=True,
+        )
+    if "tensorboard" in track:
+        out.print(
+            f"TensorBoard: {run_dir / TENSORBOARD_DIR}; see every run with: tensorboard --logdir "
+            f"{run_dir.parent}",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 #: torchrun's own report once a worker failed (a traceback of the launcher): not shown, the
@@ -627,10 +696,12 @@ def config_show(
 
 app.command("eval")(eval_command)
 app.command("compare")(compare_command)
+app.command("report")(report_command)
 app.command("sample")(sample_command)
 app.command("encode")(encode_command)
 app.command("reconstruct")(reconstruct_command)
 app.command("interpolate")(interpolate_command)
+app.command("export")(export_command)
 runs_app = typer.Typer(help="The run folders you have.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 runs_app.command("list")(runs_list_command)

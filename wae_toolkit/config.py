@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from wae_toolkit.errors import UsageError
+from wae_toolkit.errors import UsageError, did_you_mean
 
 __all__ = ["RunConfig", "PAPER_BETAS"]
 
@@ -17,6 +17,9 @@ DEFAULT_LATENT_DIM = 8
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 ENCODERS = ("deterministic", "gaussian")
+#: Experiment trackers (``track``): name -> (module that must be importable, display name).
+TRACKERS = {"mlflow": ("mlflow", "MLflow"), "tensorboard": ("tensorboard", "TensorBoard")}
+DEFAULT_EXPERIMENT = "wae-toolkit"
 #: Upper bounds of some settings: beyond them torch fails with an overflow or the model cannot
 #: be allocated, so they are refused up front with a clear message.
 MAX_LATENT_DIM = 1 << 16
@@ -35,15 +38,25 @@ class RunConfig:
     Attributes:
         data: built-in data set name or path (see :mod:`wae_toolkit.data`).
         data_opts: options of the data source (``size``, ``key``, ``test_fraction``...).
-        network, cost, penalty, prior: plugin names, resolved through the registry.
+        network: the network plugin's name (encoder and decoder), resolved by the registry.
+        network_opts: its options.
+        cost: the reconstruction cost plugin's name.
+        cost_opts: its options.
+        penalty: the latent penalty plugin's name.
+        penalty_opts: its options.
+        prior: the prior plugin's name.
+        prior_opts: its options (``dim`` comes from ``latent_dim``).
         latent_dim: dimension D of the latent space; the prior is built with ``dim=latent_dim``.
             ``None`` (the default) means ``min(8, values per sample)``: 8 as in the paper's MNIST
             setup, 2 for the 2-D toy sets (codes of higher dimension than the data could only
             fill a thin slice of the prior).
         encoder: ``deterministic`` (z = E(x)) or ``gaussian`` (z ~ N(mu(x), diag sigma^2(x))).
         lam: lambda, the weight of the latent penalty.
-        epochs, batch_size: length of training and batch size B.
-        lr, beta1, beta2: Adam's settings (the paper: 1e-3, 0.5, 0.999).
+        epochs: length of training, in passes over the training split.
+        batch_size: batch size B (the global batch under several processes).
+        lr: Adam's learning rate (the paper: 1e-3).
+        beta1: Adam's beta1 (the paper: 0.5).
+        beta2: Adam's beta2 (0.999).
         lr_schedule: ``[(epoch, factor), ...]``: from that epoch on the learning rate is
             ``lr * factor``; ``[]`` keeps it constant; ``None`` (the default) follows the paper's
             MNIST schedule in proportion to ``epochs``: ``lr / 2`` from 30% of the epochs and
@@ -76,6 +89,12 @@ class RunConfig:
         keep_checkpoints: how many of the newest checkpoints to keep.
         skip_bad_steps: how many steps with a non-finite loss or gradient may be skipped (the
             update is dropped, on the device) before training stops; 0 stops at the first.
+        track: experiment trackers to log the run to: ``"mlflow"``, ``"tensorboard"`` (each
+            needs its optional package; see docs/tracking.md). Empty: none.
+        tracking_uri: the MLflow tracking URI (``sqlite:///path.db`` or a path ending in
+            ``.db``, ``http://...``, any URI MLflow takes); ``None`` uses
+            ``sqlite:///<folder holding the run folder>/mlflow.db``.
+        experiment: the MLflow experiment the run is logged to (created when missing).
     """
 
     data: str = "digits"
@@ -112,6 +131,9 @@ class RunConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     skip_bad_steps: int = 0
+    track: list[str] = field(default_factory=list)
+    tracking_uri: str | None = None
+    experiment: str = DEFAULT_EXPERIMENT
 
     def problems(self) -> list[str]:
         """Every problem with the values, one sentence each (empty when the config is valid).
@@ -192,7 +214,54 @@ class RunConfig:
                     f"{name}_opts must be a mapping of option names to values; got {_show(opts)}."
                 )
         p += self._prior_dim_problems()
+        p += self._tracking_problems()
         return p
+
+    def _tracking_problems(self) -> list[str]:
+        track = self.track
+        allowed = ", ".join(TRACKERS)
+        names = isinstance(track, list | tuple) and all(isinstance(t, str) for t in track)
+        if not names:
+            p = [f"track must be a list of tracker names ({allowed}); got {_show(track)}."]
+        else:
+            p = [
+                f"Unknown tracker {_show(t)} in track.{did_you_mean(t, TRACKERS)} "
+                f"Trackers: {allowed}."
+                for t in track
+                if t not in TRACKERS
+            ]
+        uri = self.tracking_uri
+        if uri is not None and (not isinstance(uri, str) or not uri.strip()):
+            p.append(
+                "tracking_uri must be an MLflow tracking URI (sqlite:///mlflow.db, mlflow.db, "
+                f"http://host:5000...), or null for the default; got {_show(uri)}."
+            )
+        elif uri is not None and names and "mlflow" not in track:
+            p.append("tracking_uri (--tracking-uri) is MLflow's; add --track mlflow.")
+        if not isinstance(self.experiment, str) or not self.experiment.strip():
+            p.append(f"experiment must be a non-empty name; got {_show(self.experiment)}.")
+        return p
+
+    def missing_tracker_packages(self) -> list[str]:
+        """One sentence per tracker in ``track`` whose package is not installed (checked without
+        importing it)."""
+        import importlib.util
+
+        problems: list[str] = []
+        if not isinstance(self.track, list | tuple):
+            return problems  # problems() names it
+        for name in dict.fromkeys(t for t in self.track if isinstance(t, str) and t in TRACKERS):
+            module, label = TRACKERS[name]
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):  # a broken installation counts as missing
+                found = False
+            if not found:
+                problems.append(
+                    f"--track {name} needs {label}, which is not installed: "
+                    f"pip install 'wae-toolkit[{name}]'."
+                )
+        return problems
 
     def _schedule_problems(self) -> list[str]:
         schedule = self.lr_schedule
@@ -243,6 +312,8 @@ class RunConfig:
     def validate(self, *, plugins: bool = True) -> None:
         """Raise :class:`~wae_toolkit.errors.UsageError` listing every problem, if any.
 
+        Besides :meth:`problems`, the packages of the trackers in ``track`` must be installed.
+
         Args:
             plugins: also check what needs the plugin classes (see
                 :func:`wae_toolkit.components.plugin_problems`): that the plugins exist, that
@@ -253,7 +324,7 @@ class RunConfig:
         Raises:
             UsageError: one line per problem, each a sentence saying what is allowed.
         """
-        problems = self.problems()
+        problems = self.problems() + self.missing_tracker_packages()
         cause: BaseException | None = None
         if plugins:
             from wae_toolkit.components import plugin_problems_and_cause

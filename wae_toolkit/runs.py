@@ -38,6 +38,12 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 WEIGHTS = "model.safetensors"
 SUMMARY = "summary.json"
+#: ``wae report RUN`` writes the run's report here.
+REPORT_FILE = "report.html"
+#: With ``--track mlflow``: the MLflow run that ``--resume`` continues.
+TRACKING_FILE = "tracking.json"
+#: With ``--track tensorboard``: the run's TensorBoard event files.
+TENSORBOARD_DIR = "tensorboard"
 #: Files a run writes; ``--overwrite`` removes exactly these and nothing else.
 RUN_FILES = (
     CONFIG,
@@ -51,9 +57,12 @@ RUN_FILES = (
     "losses.png",
     "data.png",
     "latent.png",
+    REPORT_FILE,
+    TRACKING_FILE,
 )
-#: Folders a run writes (its checkpoints); ``--overwrite`` removes them too.
-RUN_DIRS = ("checkpoints",)
+#: Folders a run writes (checkpoints, TensorBoard events); ``--overwrite`` removes them too.
+#: ``export/`` (wae export) is kept: its export.json says which weights it was made from.
+RUN_DIRS = ("checkpoints", TENSORBOARD_DIR)
 
 
 def default_run_dir(data: str, penalty: str, root: str | Path = "runs") -> Path:

@@ -101,6 +101,10 @@ class Callback:
     def on_end(self, result: RunResult) -> None:
         """Called once the run folder is complete."""
 
+    def on_error(self, error: BaseException) -> None:
+        """Called once when training stops with an exception (an interruption included), before
+        it propagates; ``on_end`` is then not called. ``on_start`` may not have been called."""
+
 
 @dataclass
 class RunResult:
@@ -239,6 +243,9 @@ def train(
     :func:`wae_toolkit.presets.resolve_config`) says where each value came from and is recorded
     in ``config.json``.
 
+    With ``config.track``, the run is also logged to MLflow and/or TensorBoard (by the process
+    that writes the run folder; see :mod:`wae_toolkit.tracking`).
+
     A checkpoint is written every ``config.checkpoint_every`` steps, at the end, and when SIGINT
     or SIGTERM arrives (training then stops after the current step). With ``resume=True`` the
     run in ``config.out`` continues from its newest checkpoint: on CPU with the same settings it
@@ -287,7 +294,16 @@ def _train(
 ) -> RunResult:
     ctx = init_from_env(device=resolve_device(config.device) if config.device != "auto" else None)
     try:
+        if config.track and ctx.is_main:  # only the process that writes the run folder tracks
+            from wae_toolkit.tracking import with_trackers
+
+            cb = with_trackers(cb, config)
         return _train_in(config, cb, sources, resume, signals, ctx)
+    except BaseException as exc:
+        on_error = getattr(cb, "on_error", None)  # callbacks written before it existed lack it
+        if on_error is not None:
+            on_error(exc)
+        raise
     finally:
         shutdown(ctx)
 

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: install install-test demo test lint clean
+.PHONY: install install-test demo test lint docs clean
 
 EXAMPLE_PLUGIN := plugins/wae-toolkit-energy
 
@@ -35,5 +35,10 @@ lint: install-test
 	$(VENV)/bin/ruff format --check wae_toolkit tests benchmarks $(EXAMPLE_PLUGIN)
 	$(VENV)/bin/mypy wae_toolkit
 
+# The documentation site: regenerate the CLI reference, then build strictly into site/.
+docs: install-test
+	$(PY) docs/gen_cli_reference.py
+	$(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

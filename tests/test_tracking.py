@@ -169,6 +169,12 @@ def test_mlflow_artifacts_are_the_run_files_beside_the_store(tracked):
     assert json.loads(saved.read_text()) == json.loads((run_dir / "config.json").read_text())
     # artifacts live beside the database, never in the working directory
     assert run.info.artifact_uri.startswith((db.parent / "mlartifacts").as_uri())
+    # the model artifact is a folder that loads back as the trained model
+    model_dir = Path(client.download_artifacts(rid, "model", str(db.parent / "dl")))
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "model.safetensors"]
+    x = torch.rand(4, 1, 8, 8)
+    want, got = wt.load(run_dir), wt.load(model_dir)
+    assert torch.equal(got.decode(got.encode(x)), want.decode(want.encode(x)))
 
 
 def test_tensorboard_events_hold_the_scalars_images_config_and_hparams(tracked):

@@ -46,6 +46,7 @@ from wae_toolkit.runs import (
     SUMMARY,
     TENSORBOARD_DIR,
     TRACKING_FILE,
+    WEIGHTS,
     write_json,
 )
 from wae_toolkit.train import Callback, RunResult
@@ -61,6 +62,9 @@ __all__ = [
     "TENSORBOARD_DIR",
     "PREFIXES",
 ]
+
+#: The MLflow artifact folder holding config.json and model.safetensors: a folder wt.load() reads.
+MODEL_ARTIFACT = "model"
 
 #: The default MLflow store and artifact folder, beside the run folders.
 MLFLOW_DB = "mlflow.db"
@@ -487,6 +491,10 @@ class MLflowTracker(_Tracker):
         for path in result.files:
             if path.suffix == ".png" and path.is_file():
                 self._client.log_artifact(self.run_id, str(path), "figures")
+        # model/ is a loadable folder: `mlflow artifacts download ... -a model`, then wt.load()
+        if (out / WEIGHTS).is_file():
+            for name in (CONFIG, WEIGHTS):
+                self._client.log_artifact(self.run_id, str(out / name), MODEL_ARTIFACT)
         self._client.set_terminated(self.run_id, "FINISHED")
 
     def _close(self, error: BaseException) -> None:

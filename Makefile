@@ -31,8 +31,8 @@ test: install-test
 
 lint: install-test
 	$(PIP) install -q ruff mypy
-	$(VENV)/bin/ruff check wae_toolkit tests benchmarks $(EXAMPLE_PLUGIN)
-	$(VENV)/bin/ruff format --check wae_toolkit tests benchmarks $(EXAMPLE_PLUGIN)
+	$(VENV)/bin/ruff check wae_toolkit tests benchmarks docs/*.py $(EXAMPLE_PLUGIN)
+	$(VENV)/bin/ruff format --check wae_toolkit tests benchmarks docs/*.py $(EXAMPLE_PLUGIN)
 	$(VENV)/bin/mypy wae_toolkit
 
 # The documentation site: regenerate the CLI reference, then build strictly into site/.

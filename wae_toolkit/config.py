@@ -6,7 +6,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from wae_toolkit.errors import UsageError, did_you_mean
 
@@ -426,9 +426,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_number(value: Any) -> TypeGuard[int | float]:
+    """An int or a float, not a bool (which Python counts as an int); NaN and inf included."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def is_finite_number(value: Any) -> bool:
     """A finite int or float (not a bool, not an int too large for a float)."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if not is_number(value):
         return False
     try:
         return math.isfinite(value)

@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from wae_toolkit import __version__
-from wae_toolkit.config import DEFAULT_EXPERIMENT, TRACKERS, RunConfig
+from wae_toolkit.config import DEFAULT_EXPERIMENT, TRACKERS, RunConfig, is_number
 from wae_toolkit.errors import UsageError, WaeError
 from wae_toolkit.faults import TrainingInterrupted
 from wae_toolkit.runs import (
@@ -147,10 +147,6 @@ class _NewRecords:
         return [json.loads(line) for line in data[:end].splitlines() if line.strip()]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _points(records: list[dict[str, Any]]) -> Iterable[tuple[str, float, int]]:
     """``(tag, value, step)`` for every number of the records."""
     for rec in records:
@@ -160,13 +156,13 @@ def _points(records: list[dict[str, Any]]) -> Iterable[tuple[str, float, int]]:
             continue
         prefix = PREFIXES.get(kind, kind)
         for key, value in rec.items():
-            if key not in _RECORD_KEYS and _is_number(value):
+            if key not in _RECORD_KEYS and is_number(value):
                 yield f"{prefix}/{key}", float(value), int(step)
 
 
 def _final_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """The numbers of ``summary.json`` as ``final/KEY``."""
-    return {f"final/{k}": float(v) for k, v in summary.items() if _is_number(v)}
+    return {f"final/{k}": float(v) for k, v in summary.items() if is_number(v)}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from wae_toolkit.config import is_number
 from wae_toolkit.html_report.markup import esc, html_table, number, td, value_text
-from wae_toolkit.html_report.read import Run, is_number
+from wae_toolkit.html_report.read import Run
 from wae_toolkit.html_report.sections import (
     GROUPS,
     PLUGIN_KINDS,

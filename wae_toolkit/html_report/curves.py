@@ -10,8 +10,9 @@ import io
 import math
 from typing import Any
 
+from wae_toolkit.config import is_number
 from wae_toolkit.html_report.markup import esc
-from wae_toolkit.html_report.read import Run, is_number
+from wae_toolkit.html_report.read import Run
 
 #: Step losses beyond this many points are averaged in bins before they are drawn.
 MAX_POINTS = 1500

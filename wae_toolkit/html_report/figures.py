@@ -6,8 +6,9 @@ import base64
 import math
 from pathlib import Path
 
+from wae_toolkit.config import is_number
 from wae_toolkit.html_report.markup import esc
-from wae_toolkit.html_report.read import Run, is_number
+from wae_toolkit.html_report.read import Run
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Figure file -> (title, caption, drawn for: "image", "2d" or "latent").

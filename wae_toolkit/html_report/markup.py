@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from wae_toolkit.html_report.read import is_number
+from wae_toolkit.config import is_number
 
 
 def esc(value: Any) -> str:

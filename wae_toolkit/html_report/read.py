@@ -6,13 +6,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
+from wae_toolkit.config import is_number
 from wae_toolkit.errors import UsageError
-
-
-def is_number(v: Any) -> TypeGuard[int | float]:
-    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 @dataclass

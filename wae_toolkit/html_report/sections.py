@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from wae_toolkit.config import is_number
 from wae_toolkit.html_report.markup import duration, esc, html_table, number, td, value_text
-from wae_toolkit.html_report.read import Run, is_number
+from wae_toolkit.html_report.read import Run
 
 #: A per-epoch table longer than this shows evenly spaced rows (and every row in a fold).
 MAX_ROWS = 40

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -21,22 +20,12 @@ import wae_toolkit as wt
 from wae_toolkit.config import RunConfig
 from wae_toolkit.faults import TrainingInterrupted
 from wae_toolkit.html_report import GENERATOR, build_report, write_report
-from wae_toolkit.train import Callback, train
+from wae_toolkit.train import train
 
+from .callbacks import StopAt
 from .test_cli import error_line, wae
 
 FIGURES = ("samples.png", "reconstructions.png", "interpolations.png", "data.png", "latent.png")
-
-
-class _StopAt(Callback):
-    """Sends this process SIGINT (as Ctrl-C would) once step ``step`` is logged."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_log(self, step, epoch, logs):
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +47,7 @@ def runs(tmp_path_factory):
         out=str(root / "stopped"),
     )
     with pytest.raises(TrainingInterrupted):
-        train(config, callback=_StopAt(4))
+        train(config, callback=StopAt(4))
     return {name: root / name for name in ("a", "b", "ring", "stopped")}
 
 

@@ -27,8 +27,9 @@ from wae_toolkit.config import RunConfig
 from wae_toolkit.errors import UsageError, WaeError
 from wae_toolkit.faults import NonFiniteError, TrainingInterrupted
 from wae_toolkit.runs import load_run, read_metrics
-from wae_toolkit.train import Callback, train
+from wae_toolkit.train import train
 
+from .callbacks import CrashAt, StopAt
 from .test_cli import error_line, wae
 
 # digits limited to 600 images: 600 train (held-out images come from the rest) -> 6 steps of 100.
@@ -48,28 +49,6 @@ def _cfg(out: Path, **kw) -> RunConfig:
     )
     base.update(kw)
     return RunConfig(**base)
-
-
-class StopAt(Callback):
-    """Sends this process SIGINT (as Ctrl-C would) once step ``step`` is logged."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_log(self, step, epoch, logs):
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
-class CrashAt(Callback):
-    """Dies at step ``step`` without any chance to checkpoint, as a killed process would."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_log(self, step, epoch, logs):
-        if step == self.step:
-            raise RuntimeError("simulated crash")
 
 
 def _strip(records):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +26,9 @@ from wae_toolkit.errors import UsageError
 from wae_toolkit.faults import TrainingInterrupted
 from wae_toolkit.runs import read_metrics
 from wae_toolkit.tracking import mlflow_store
-from wae_toolkit.train import Callback, train
+from wae_toolkit.train import train
 
+from .callbacks import CrashAt, StopAt
 from .test_cli import error_line, wae
 
 #: metrics.jsonl record kind -> the prefix of the tracked metric names (docs/tracking.md).
@@ -197,24 +197,6 @@ def test_tensorboard_events_hold_the_scalars_images_config_and_hparams(tracked):
     assert '"penalty": "mmd-imq"' in text and '"train_size": 300' in text
     hparams = acc.PluginTagToContent("hparams")
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
-
-
-class CrashAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_log(self, step, epoch, logs):
-        if step == self.step:
-            raise RuntimeError("simulated crash")
-
-
-class StopAt(Callback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_log(self, step, epoch, logs):
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def _cfg(out: Path, db: Path, **kw) -> RunConfig:

@@ -34,10 +34,9 @@ from typing import Any
 from wae_toolkit.config import RunConfig
 from wae_toolkit.errors import UsageError
 from wae_toolkit.model import WAE
+from wae_toolkit.registry import KINDS, interface_class
 
 __all__ = ["fit", "load"]
-
-_KINDS = ("cost", "penalty", "prior", "network")
 
 
 def fit(
@@ -114,7 +113,7 @@ def load(run_dir: str | Path, device: str = "cpu", **plugins: Any) -> WAE:
 
     from wae_toolkit.runs import SUMMARY, load_run
 
-    wrong = sorted(k for k, v in plugins.items() if k not in _KINDS or isinstance(v, str))
+    wrong = sorted(k for k, v in plugins.items() if k not in KINDS or isinstance(v, str))
     if wrong:
         raise UsageError(
             "load() takes the classes (or instances) of the plugins that are not installed, as "
@@ -139,18 +138,12 @@ def _plugin_objects(settings: dict[str, Any]) -> tuple[dict[str, type], dict[str
     """Take the plugin classes and instances out of ``settings`` (``kind -> class``, ``kind ->
     instance``); an instance's options go to ``<kind>_opts`` (a prior's dimension to
     ``latent_dim`` when that is not set). Names (text) and ``None`` stay where they are."""
-    from wae_toolkit import interfaces
     from wae_toolkit.options import resolved_options
 
-    kinds = {
-        "cost": interfaces.Cost,
-        "penalty": interfaces.LatentPenalty,
-        "prior": interfaces.Prior,
-        "network": interfaces.Network,
-    }
     classes: dict[str, type] = {}
     objects: dict[str, Any] = {}
-    for kind, iface in kinds.items():
+    for kind in KINDS:
+        iface = interface_class(kind)
         value = settings.get(kind)
         if value is None or isinstance(value, str):
             continue

@@ -42,6 +42,7 @@ __all__ = [
     "get_plugin_info",
     "get_plugin_class",
     "create",
+    "interface_class",
     "IN_PROCESS",
     "class_name",
     "in_process_plugins",
@@ -173,7 +174,8 @@ def get_plugin_info(kind: str, name: str) -> PluginInfo:
     return _pick(kind, name, found[name])
 
 
-def _interface(kind: str) -> type:
+def interface_class(kind: str) -> type:
+    """The interface class every plugin of ``kind`` subclasses (e.g. ``LatentPenalty``)."""
     module, attr = KINDS[kind][1].split(":")
     return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
@@ -209,7 +211,7 @@ def get_plugin_class(kind: str, name: str) -> type:
 def _checked(obj: Any, kind: str, name: str, info: PluginInfo) -> type:
     """``obj`` when it is a complete class implementing ``kind``'s interface (at a version this
     wae-toolkit provides); a :class:`PluginLoadError` naming the plugin otherwise."""
-    iface = _interface(kind)
+    iface = interface_class(kind)
     if not (isinstance(obj, type) and issubclass(obj, iface)):
         raise PluginLoadError(
             f"The {kind} plugin '{name}' from {info.distribution} points to {info.target}, which "

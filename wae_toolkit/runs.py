@@ -200,24 +200,29 @@ def _check_plugins(path: Path, recorded: dict[str, Any]) -> None:
     from wae_toolkit.errors import PluginVersionWarning, UnknownPluginError
     from wae_toolkit.registry import IN_PROCESS, get_plugin_info
 
+    found: dict[str, Any] = {}  # kind -> the plugin's metadata now, or None when not installed
+    for kind, rec in recorded.items():
+        try:
+            found[kind] = get_plugin_info(kind, str(rec.get("name")))
+        except UnknownPluginError:
+            found[kind] = None
     given = {k: r.get("name") for k, r in recorded.items() if r.get("distribution") == IN_PROCESS}
-    missing = [k for k, name in given.items() if not _known(k, str(name))]
+    missing = [k for k in given if found[k] is None]
     if missing:
         raise UsageError(
             f"The run '{path}' was trained with classes given to wae_toolkit.fit() that are not "
-            f"installed plugins ({', '.join(f'{k} {given[k]}' for k in missing)}); load it from "
-            f"Python, giving them again: wae_toolkit.load(run, "
+            f"installed plugins ({', '.join(f'{k} {given[k]}' for k in missing)}); "
+            f"load it from Python, giving them again: wae_toolkit.load(run, "
             f"{', '.join(f'{k}=...' for k in missing)})."
         )
     for kind, rec in recorded.items():
         name, dist, version = rec.get("name"), rec.get("distribution"), rec.get("version")
-        try:
-            now = get_plugin_info(kind, str(name))
-        except UnknownPluginError:
+        now = found[kind]
+        if now is None:
             raise UsageError(
                 f"The run '{path}' uses the {kind} '{name}' from {dist} {version}, which is not "
                 f"installed; install it (pip install {dist}=={version}) to load this run."
-            ) from None
+            )
         if (now.distribution, now.version) != (dist, version):
             warnings.warn(
                 f"The run '{path}' was trained with the {kind} '{name}' from {dist} {version}; "
@@ -225,17 +230,6 @@ def _check_plugins(path: Path, recorded: dict[str, Any]) -> None:
                 PluginVersionWarning,
                 stacklevel=3,
             )
-
-
-def _known(kind: str, name: str) -> bool:
-    from wae_toolkit.errors import UnknownPluginError
-    from wae_toolkit.registry import get_plugin_info
-
-    try:
-        get_plugin_info(kind, name)
-    except UnknownPluginError:
-        return False
-    return True
 
 
 @dataclass

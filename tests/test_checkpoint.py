@@ -20,6 +20,7 @@ from safetensors import safe_open
 from torch import nn
 
 from wae_toolkit import checkpoint as ckpt
+from wae_toolkit import safe_io
 from wae_toolkit.checkpoint import (
     CheckpointError,
     InvalidCheckpointError,
@@ -396,12 +397,11 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypat
     t.steps(1)
     if where == "mid-write":
 
-        def write_half(fh: Any, data: bytes) -> None:
-            fh.write(data[: len(data) // 2])
-            fh.flush()
+        def write_half(fd: int, data: bytes) -> None:
+            os.write(fd, data[: len(data) // 2])
             raise _Killed
 
-        monkeypatch.setattr(ckpt, "_write_all", write_half)
+        monkeypatch.setattr(safe_io, "_write_fd", write_half)
     else:
 
         def die(*args: Any) -> None:
@@ -425,17 +425,16 @@ def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path):
         """
         import os, signal, sys
         import torch
-        from wae_toolkit import checkpoint as ckpt
+        from wae_toolkit import checkpoint as ckpt, safe_io
 
         model = torch.nn.Linear(3, 3)
         ckpt.save_checkpoint(sys.argv[1], 1, modules={"m": model}, keep=1)
 
-        def write_and_die(fh, data):
-            fh.write(data[: len(data) // 2])
-            fh.flush()
+        def write_and_die(fd, data):
+            os.write(fd, data[: len(data) // 2])
             os.kill(os.getpid(), signal.SIGKILL)
 
-        ckpt._write_all = write_and_die
+        safe_io._write_fd = write_and_die
         ckpt.save_checkpoint(sys.argv[1], 2, modules={"m": model}, keep=1)
         """
     )
@@ -450,11 +449,11 @@ def test_disk_full_while_saving_gives_a_clear_error(tmp_path, monkeypatch):
     t = Trainee(seed=0)
     old = save_checkpoint(tmp_path, 1, **t.objects(), keep=1)
 
-    def full(fh: Any, data: bytes) -> None:
-        fh.write(data[:1000])
+    def full(fd: int, data: bytes) -> None:
+        os.write(fd, data[:1000])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(ckpt, "_write_all", full)
+    monkeypatch.setattr(safe_io, "_write_fd", full)
     with pytest.raises(CheckpointError) as info:
         save_checkpoint(tmp_path, 2, **t.objects(), keep=1)
     msg = str(info.value)

@@ -36,7 +36,6 @@ objects it is loaded into).
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
@@ -55,6 +54,13 @@ from torch import Tensor, nn
 
 from wae_toolkit import __version__
 from wae_toolkit.errors import UsageError, WaeError
+from wae_toolkit.safe_io import (
+    RunWriteError,
+    make_folder,
+    size_text,
+    write_atomic,
+    write_error,
+)
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -65,6 +71,10 @@ __all__ = [
     "checkpoint_path",
     "list_checkpoints",
     "latest_checkpoint",
+    "newest_checkpoint",
+    "read_document",
+    "CheckpointSkippedWarning",
+    "is_checkpoint_file_name",
     "save_checkpoint",
     "load_checkpoint",
     "estimate_checkpoint_bytes",
@@ -92,7 +102,7 @@ _PARAM_SHAPED_STATE = frozenset(
 _TAG = "__wae__"
 
 
-class CheckpointError(WaeError):
+class CheckpointError(RunWriteError):
     """A checkpoint could not be written (no space left, folder not writable, ...)."""
 
     exit_code = 1
@@ -102,6 +112,10 @@ class InvalidCheckpointError(CheckpointError, UsageError):
     """A file is not a wae-toolkit checkpoint, or does not fit what it is loaded into."""
 
     exit_code = 2
+
+
+class CheckpointSkippedWarning(UserWarning):
+    """A damaged checkpoint file was skipped when a run was resumed (fewer steps are kept)."""
 
 
 class Stateful(Protocol):
@@ -142,9 +156,38 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     found: list[tuple[int, Path]] = []
     for path in folder.iterdir():
         step = _step_of(path)
-        if step is not None and path.is_file():
+        if step is not None and path.is_file() and not path.is_symlink():  # never a user's link
             found.append((step, path))
     return [p for _, p in sorted(found)]
+
+
+def is_checkpoint_file_name(name: str) -> bool:
+    """Whether ``name`` is a checkpoint's file name or one of its temporary files."""
+    return bool(_NAME_RE.match(name) or _TMP_RE.match(name))
+
+
+def newest_checkpoint(run_dir: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest *valid* checkpoint of the run folder (``None`` when there is none), and the
+    newer files that were skipped, each with the reason (cut short, damaged, not a checkpoint).
+
+    Only headers are read, never the tensors, and nothing is unpickled.
+    """
+    skipped: list[tuple[Path, str]] = []
+    try:
+        paths = list_checkpoints(run_dir)
+    except OSError:
+        return None, skipped
+    for path in reversed(paths):
+        try:
+            _read_document(path)
+        except InvalidCheckpointError as exc:
+            skipped.append((path, str(exc).partition(": ")[2].rstrip(".") or str(exc)))
+            continue
+        except OSError as exc:
+            skipped.append((path, f"it cannot be read ({exc.strerror or exc})"))
+            continue
+        return path, skipped
+    return None, skipped
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
@@ -152,17 +195,17 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
     Files are tried from the highest step down; one whose header is not a complete wae-toolkit
     checkpoint (cut short, damaged, or another kind of file under a checkpoint's name) is
-    skipped, so a damaged newest file falls back to the previous checkpoint. Atomic writes never
+    skipped, so a damaged newest file falls back to the previous checkpoint
+    (:func:`newest_checkpoint` also says which files were skipped and why). Atomic writes never
     leave such a file; only damage from outside the toolkit does. The check reads the header
-    only, never the tensors, and unpickles nothing.
+    only, never the tensors, and unpickles nothing; it never raises.
     """
-    for path in reversed(list_checkpoints(run_dir)):
-        try:
-            _read_document(path)
-        except (InvalidCheckpointError, OSError):
-            continue
-        return path
-    return None
+    return newest_checkpoint(run_dir)[0]
+
+
+def step_of(path: Path) -> int | None:
+    """The step a checkpoint's file name says, or ``None`` for another name."""
+    return _step_of(path)
 
 
 # -- encoding JSON values and tensors --------------------------------------------------------------
@@ -230,41 +273,6 @@ def _check_name(kind: str, name: str) -> None:
 
 
 # -- writing ---------------------------------------------------------------------------------------
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename or a new entry in ``folder`` durable (POSIX only; best effort)."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems refuse fsync on folders; the rename is still atomic
-        pass
-    finally:
-        os.close(fd)
-
-
-def _mb(n: float) -> str:
-    return f"{n / 1e6:.1f} MB"
-
-
-def _write_error(
-    exc: OSError, folder: Path, what: str, size: int | None = None, after: str = ""
-) -> CheckpointError:
-    need = f" (it needs about {_mb(size)})" if size is not None else ""
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        why = f"the disk holding '{folder}' is full{need}; free some space or choose another --out"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        why = f"'{folder}' is not writable ({exc.strerror}); choose a writable --out"
-    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        why = f"'{folder}' cannot be a folder, as part of its path is a file"
-    else:
-        why = f"writing to '{folder}' failed: {exc.strerror or exc}"
-    return CheckpointError(f"Cannot write {what}: {why}.{after}")
 
 
 def _serialise(
@@ -405,35 +413,25 @@ def save_checkpoint(
     folder = final.parent
     what = f"the checkpoint of step {step} to '{final}'"
     try:
-        if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(folder.parent)
-    except OSError as exc:
-        raise _write_error(exc, folder, what, len(data)) from exc
-    tmp = folder / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        with os.fdopen(fd, "wb") as fh:
-            _write_all(fh, data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        for path in list_checkpoints(run_dir):  # an abandoned continuation must not shadow it
+        make_folder(folder, what)
+    except RunWriteError as exc:
+        raise CheckpointError(str(exc)) from exc
+
+    def drop_abandoned() -> None:  # an abandoned continuation must not shadow the new file
+        for path in list_checkpoints(run_dir):
             s = _step_of(path)
             if s is not None and s > step:
                 path.unlink(missing_ok=True)
-        os.replace(tmp, final)
-    except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+
+    try:
+        write_atomic(final, data, what, before_replace=drop_abandoned)
+    except RunWriteError as exc:
         try:
             intact = bool(list_checkpoints(run_dir))
         except OSError:
             intact = False
         after = " The previous checkpoints are left intact." if intact else ""
-        raise _write_error(exc, folder, what, len(data), after) from exc
-    _fsync_dir(folder)
+        raise CheckpointError(f"{exc}{after}") from exc.__cause__
     try:
         _prune(run_dir, final, keep)
     except OSError as exc:  # the new checkpoint is in place: cleaning up is not worth failing
@@ -441,15 +439,6 @@ def save_checkpoint(
             f"Could not delete old checkpoints in '{folder}': {exc}.", RuntimeWarning, stacklevel=2
         )
     return final
-
-
-def _write_all(fh: IO[bytes], data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = fh.write(view)
-        if n is None:  # pragma: no cover - only non-blocking streams
-            continue
-        view = view[n:]
 
 
 def _prune(run_dir: str | Path, newest: Path, keep: int) -> None:
@@ -492,7 +481,24 @@ def _invalid(path: Path, why: str) -> InvalidCheckpointError:
 
 
 def _parse_header(fh: IO[bytes], size: int, path: Path) -> dict[str, Any]:
-    """Parse and check the safetensors header of a checkpoint; return its JSON document."""
+    """Parse and check the safetensors header of a checkpoint; return its JSON document.
+
+    Raises:
+        InvalidCheckpointError: whatever is wrong with the header (never another error).
+    """
+    try:
+        return _check_header(fh, size, path)
+    except WaeError:
+        raise
+    except (ValueError, TypeError, KeyError, RecursionError, OverflowError, MemoryError) as exc:
+        raise _invalid(path, f"its header is damaged ({type(exc).__name__})") from None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_header(fh: IO[bytes], size: int, path: Path) -> dict[str, Any]:
     if size < 8:
         raise _invalid(path, "it is empty or cut short")
     n = int.from_bytes(fh.read(8), "little")
@@ -500,7 +506,7 @@ def _parse_header(fh: IO[bytes], size: int, path: Path) -> dict[str, Any]:
         raise _invalid(path, "it is not a safetensors file, or it was cut short")
     try:
         header = json.loads(fh.read(n).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise _invalid(path, "its header is not valid JSON") from None
     if not isinstance(header, dict):
         raise _invalid(path, "its header is not a JSON object")
@@ -509,15 +515,16 @@ def _parse_header(fh: IO[bytes], size: int, path: Path) -> dict[str, Any]:
         raise _invalid(path, "it is a safetensors file without a checkpoint's metadata")
     try:
         doc = json.loads(meta[METADATA_KEY])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _invalid(path, "its metadata is not valid JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _invalid(path, "its metadata does not describe a checkpoint")
     version = doc.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or not _is_count(version) or version > FORMAT_VERSION:
+        shown = repr(version) if _is_count(version) else "that is not a number"
         raise _invalid(
             path,
-            f"it has format version {version!r} and this wae-toolkit reads up to "
+            f"it has format version {shown[:20]} and this wae-toolkit reads up to "
             f"{FORMAT_VERSION}; upgrade wae-toolkit",
         )
     end = 0
@@ -525,13 +532,26 @@ def _parse_header(fh: IO[bytes], size: int, path: Path) -> dict[str, Any]:
         if key == "__metadata__":
             continue
         offsets = spec.get("data_offsets") if isinstance(spec, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2):
-            raise _invalid(path, f"the header entry {key!r} is damaged")
-        end = max(end, int(offsets[1]))
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(_is_count(o) for o in offsets)
+            and offsets[0] <= offsets[1]
+            and isinstance(spec.get("dtype"), str)
+            and isinstance(shape, list)
+            and all(_is_count(d) for d in shape)
+        ):
+            raise _invalid(path, f"the header entry {str(key)[:60]!r} is damaged")
+        end = max(end, offsets[1])
     if 8 + n + end != size:
         raise _invalid(path, f"it should be {8 + n + end} bytes long but is {size} (cut short?)")
-    if not isinstance(doc.get("step"), int):
+    if not _is_count(doc.get("step")):
         raise _invalid(path, "its metadata has no step")
+    for section in ("modules", "optimizers", "generators", "schedulers", "rng", "extra"):
+        kind = list if section == "modules" else dict
+        if section in doc and not isinstance(doc[section], kind):
+            raise _invalid(path, f"its '{section}' metadata is damaged")
     return doc
 
 
@@ -539,6 +559,21 @@ def _read_document(path: Path) -> dict[str, Any]:
     """The JSON document of a checkpoint, reading its header only."""
     with open(path, "rb") as fh:
         return _parse_header(fh, os.fstat(fh.fileno()).st_size, path)
+
+
+def read_document(path: str | Path) -> dict[str, Any]:
+    """The JSON document of a checkpoint (step, versions, ``extra``...), from its header only.
+
+    Raises:
+        InvalidCheckpointError: the file cannot be read or is not a wae-toolkit checkpoint.
+    """
+    path = Path(path)
+    try:
+        return _read_document(path)
+    except OSError as exc:
+        raise InvalidCheckpointError(
+            f"Cannot read the checkpoint '{path}': {exc.strerror or exc}."
+        ) from None
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -704,8 +739,17 @@ def load_checkpoint(
         )
     except WaeError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise _invalid(path, f"its metadata is damaged ({type(exc).__name__}: {exc})") from None
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        IndexError,
+        RecursionError,
+        OverflowError,
+    ) as exc:
+        detail = " ".join(str(exc).split())[:120]
+        raise _invalid(path, f"its metadata is damaged ({type(exc).__name__}: {detail})") from None
 
 
 def _apply(
@@ -849,7 +893,7 @@ def check_writable(run_dir: str | Path, needed_bytes: int) -> None:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise _write_error(exc, probe, what) from exc
+        raise write_error(exc, probe, what, cls=CheckpointError) from exc
     finally:
         try:
             test.unlink(missing_ok=True)
@@ -858,7 +902,7 @@ def check_writable(run_dir: str | Path, needed_bytes: int) -> None:
     free = shutil.disk_usage(probe).free
     if free < needed_bytes:
         raise CheckpointError(
-            f"Cannot write {what}: the disk holding '{probe}' has {_mb(free)} free and the "
-            f"checkpoints need about {_mb(needed_bytes)}; free some space, keep fewer "
+            f"Cannot write {what}: the disk holding '{probe}' has {size_text(free)} free and the "
+            f"checkpoints need about {size_text(needed_bytes)}; free some space, keep fewer "
             "checkpoints, or choose another --out."
         )

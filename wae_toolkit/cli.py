@@ -301,8 +301,8 @@ def run(
         "experiment": experiment,
     }
     given = {k: v for k, v in values.items() if v is not None}
-    if nproc is not None and nproc < 1:
-        raise UsageError(f"--nproc must be an integer >= 1; got {nproc}.")
+    if nproc is not None:
+        _check_nproc(nproc, device)
     launch = nproc is not None and nproc > 1 and not os.environ.get("WORLD_SIZE")
     if resume is not None:
         _resume(resume, preset, given, lr_schedule, nproc if launch else None, config_file)
@@ -320,6 +320,30 @@ def run(
     config, sources = resolve_config(preset, given, config_file)
 
     _train_and_report(config, sources=sources)
+
+
+def _check_nproc(nproc: int, device: str | None) -> None:
+    """``--nproc``: at least 1; at most one process per GPU on CUDA, or per CPU core on CPU."""
+    if nproc < 1:
+        raise UsageError(f"--nproc must be an integer >= 1; got {nproc}.")
+    if nproc == 1 or os.environ.get("WORLD_SIZE"):
+        return
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus and (device or "auto").startswith(("auto", "cuda")):
+        if nproc > gpus:
+            raise UsageError(
+                f"--nproc {nproc} asks for more processes than this machine has GPUs ({gpus}); "
+                f"multi-process training runs one process per GPU, so use at most {gpus}."
+            )
+        return
+    cores = max(2, os.cpu_count() or 1)
+    if nproc > cores:
+        raise UsageError(
+            f"--nproc {nproc} asks for more processes than this machine has CPU cores ({cores}); "
+            f"on CPU use at most {cores} (one process per core; on a GPU machine, one per GPU)."
+        )
 
 
 def _train_and_report(config: Any, **kwargs: Any) -> None:
@@ -710,6 +734,20 @@ runs_app.command("list")(runs_list_command)
 # ---------------------------------------------------------------------------------------------
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """The toolkit's warnings as one yellow line each (``--verbose``: where they came from)."""
+    where = f" ({filename}:{lineno})" if _STATE["verbose"] else ""
+    for text in str(message).splitlines() or [category.__name__]:
+        err.print(f"[yellow]Warning:[/yellow] {_escape(text)}{_escape(where)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``wae`` console script: one red line per error, exit 2 for usage."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -717,9 +755,13 @@ def main(argv: list[str] | None = None) -> None:
     _STATE["verbose"] = any(a in ("--verbose", "-v") for a in args) or bool(
         os.environ.get("WAE_VERBOSE")
     )
+    import warnings
+
     try:
-        # Standalone mode: Typer reports its own usage errors (exit 2) and exits.
-        app(args=args, prog_name="wae")
+        with warnings.catch_warnings():  # restored afterwards (main may run inside a program)
+            warnings.showwarning = _show_warning
+            # Standalone mode: Typer reports its own usage errors (exit 2) and exits.
+            app(args=args, prog_name="wae")
     except WaeError as exc:
         if _STATE["verbose"]:
             err.print_exception()

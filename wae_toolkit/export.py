@@ -127,6 +127,11 @@ def export_model(
         if run_dir is None:
             raise UsageError("This model has no run folder; give out_dir, the folder to write to.")
         out_dir = run_dir / "export"
+        from wae_toolkit.safe_io import link_problem
+
+        problem = link_problem(Path(out_dir), "folder")  # never write out of the run folder
+        if problem:
+            raise UsageError(problem)
     out = Path(out_dir)
 
     fingerprint = _fingerprint(model)

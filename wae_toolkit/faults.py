@@ -23,7 +23,13 @@ import torch
 
 from wae_toolkit.errors import WaeError
 
-__all__ = ["StopSignals", "BadSteps", "TrainingInterrupted", "NonFiniteError"]
+__all__ = [
+    "StopSignals",
+    "BadSteps",
+    "TrainingInterrupted",
+    "NonFiniteError",
+    "stop_requested",
+]
 
 
 class TrainingInterrupted(WaeError):
@@ -49,7 +55,9 @@ class StopSignals:
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
-        self._second_interrupts = os.environ.get("WORLD_SIZE", "1").strip() in ("", "1")
+        self._single = os.environ.get("WORLD_SIZE", "1").strip() in ("", "1")
+        self._second_interrupts = self._single
+        self._outer: StopSignals | None = None
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self.received == signal.SIGINT and signum == signal.SIGINT and self._second_interrupts:
@@ -57,19 +65,41 @@ class StopSignals:
         self.received = signum
 
     def __enter__(self) -> StopSignals:
+        global _ACTIVE
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handler)
+            self._outer, _ACTIVE = _ACTIVE, self
         return self
 
     def __exit__(self, *exc: object) -> None:
+        global _ACTIVE
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if self._previous:
+            _ACTIVE = self._outer
         self._previous.clear()
 
     @property
     def name(self) -> str:
         return signal.Signals(self.received).name if self.received else ""
+
+
+#: The StopSignals of the training run in progress in this process (main thread), if any.
+_ACTIVE: StopSignals | None = None
+
+
+def stop_requested() -> bool:
+    """Whether the training run in progress was asked to stop (Ctrl-C or SIGTERM).
+
+    Code that runs a long loop inside one training step (a penalty's critic updates, say)
+    checks this between iterations and returns early when it is true, so that the run stops
+    within one iteration: the loop then finishes the step, writes a checkpoint and stops. It is
+    always false outside training, and in multi-process training (where the processes must agree
+    on when to stop, which the loop does at its logging steps).
+    """
+    active = _ACTIVE
+    return active is not None and active._single and active.received is not None
 
 
 class BadSteps:

@@ -28,6 +28,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from wae_toolkit.faults import stop_requested
+
 __all__ = [
     "INTERFACE_VERSION",
     "PluginBase",
@@ -37,6 +39,7 @@ __all__ = [
     "Network",
     "EncoderOutput",
     "prior_moments",
+    "stop_requested",
 ]
 
 #: What an encoder returns: codes ``(B, D)`` when deterministic; ``(mean, log_variance)``, both
@@ -205,6 +208,10 @@ class LatentPenalty(PluginBase, nn.Module, ABC):
 
     def critic_step(self, z_q: Tensor, z_p: Tensor) -> dict[str, Tensor]:
         """Update the penalty's own parameters on detached codes; adversarial penalties only.
+
+        A penalty that takes many updates here checks :func:`stop_requested` between them and
+        returns early when it is true, so that Ctrl-C or a job scheduler's SIGTERM is honoured
+        within one update (the step then finishes and the run checkpoints and stops).
 
         Returns:
             named scalar tensors to log (e.g. ``{"critic_loss": ...}``), left on the device.

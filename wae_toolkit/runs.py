@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,32 +75,94 @@ def default_run_dir(data: str, penalty: str, root: str | Path = "runs") -> Path:
     return path
 
 
+#: Files of ``RUN/tensorboard`` that TensorBoard's writer creates (``--overwrite`` removes these).
+_TB_EVENTS = "events.out.tfevents."
+
+
+def is_run_record(path: Path) -> bool:
+    """Whether ``path`` (a ``config.json``) is a plain file written by ``wae run``: a JSON object
+    with the toolkit's version and a ``run`` section. Never follows a symbolic link."""
+    from wae_toolkit.safe_io import link_problem
+
+    if not path.is_file() or link_problem(path, "file") is not None:
+        return False
+    try:
+        if path.stat().st_size > 10_000_000:
+            return False
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(record, dict)
+        and "wae_toolkit_version" in record
+        and isinstance(record.get("run"), dict)
+    )
+
+
+def _name_problem(path: Path) -> str | None:
+    """A sentence when a part of ``path`` is longer than the file system allows."""
+    try:
+        limit = os.pathconf(path.anchor or ".", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            shown = part if len(part) <= 40 else part[:37] + "..."
+            return (
+                f"The run folder name '{shown}' is {len(part)} characters long; this file system "
+                f"allows at most {limit} per name: choose a shorter --out."
+            )
+    return None
+
+
 def check_run_dir(path: Path, overwrite: bool) -> list[str]:
-    """Check that ``path`` may receive a run, without writing anything.
+    """Check that ``path`` may receive a new run, without writing anything.
+
+    A folder may receive a run when it is new, empty, or holds a run (a ``config.json`` written
+    by ``wae run``) and ``overwrite`` is true. Only the files and folders a run writes are then
+    replaced (:data:`RUN_FILES`, :data:`RUN_DIRS`); anything else in the folder is kept. A folder
+    that holds other things (a foreign ``config.json``, a ``checkpoints`` folder of another
+    tool) is never a run, even with ``overwrite``. Nothing is followed through a symbolic link.
 
     Returns the names of the old run's files that ``--overwrite`` will replace.
 
     Raises:
-        RunExistsError: ``path`` holds a run and ``overwrite`` is False, or holds other files.
-        UsageError: ``path`` is a file, or its parent cannot be written.
+        RunExistsError: ``path`` holds a run and ``overwrite`` is False, or holds other things.
+        UsageError: ``path`` is a file, a name is too long, its parent cannot be written, or an
+            entry a run writes is a symbolic link or of the wrong kind.
     """
+    from wae_toolkit.safe_io import is_temporary, link_problem
+
+    too_long = _name_problem(path)
+    if too_long:
+        raise UsageError(too_long)
     if path.exists() and not path.is_dir():
         raise UsageError(f"The output path '{path}' is a file; give a folder for the run.")
     if path.is_dir():
-        entries = [p.name for p in path.iterdir()]
-        old_run = [n for n in entries if n in RUN_FILES or n in RUN_DIRS]
-        others = [n for n in entries if n not in RUN_FILES and n not in RUN_DIRS]
-        if old_run and not overwrite:
+        try:
+            entries = sorted(p.name for p in path.iterdir())
+        except OSError as exc:
+            raise UsageError(f"Cannot read the folder '{path}': {exc.strerror or exc}.") from None
+        entries = [n for n in entries if not is_temporary(n)]
+        if not entries:
+            return []
+        is_run = CONFIG in entries and is_run_record(path / CONFIG)
+        if not is_run:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise RunExistsError(
+                f"The folder '{path}' is not empty and holds no wae run ({shown}); choose a new "
+                "or empty folder for --out."
+            )
+        if not overwrite:
             raise RunExistsError(
                 f"The folder '{path}' already holds a run; choose another --out, or pass "
                 "--overwrite to replace that run's files."
             )
-        if others and not old_run:
-            shown = ", ".join(sorted(others)[:3]) + (", ..." if len(others) > 3 else "")
-            raise RunExistsError(
-                f"The folder '{path}' is not empty and holds no run ({shown}); choose a new or "
-                "empty folder for --out."
-            )
+        old_run = [n for n in entries if n in RUN_FILES or n in RUN_DIRS]
+        for name in old_run:
+            problem = link_problem(path / name, "folder" if name in RUN_DIRS else "file")
+            if problem:
+                raise UsageError(f"--overwrite replaces only what a run wrote: {problem}")
         return old_run
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
@@ -115,66 +176,99 @@ def check_run_dir(path: Path, overwrite: bool) -> list[str]:
     return []
 
 
-def prepare_run_dir(path: Path, overwrite: bool) -> list[str]:
-    """Create ``path`` (after :func:`check_run_dir`) and remove an old run's files if allowed."""
+def _written_by_a_run(folder: Path, name: str) -> bool:
+    """Whether ``folder/name``, an entry of a run's subfolder, is a file a run writes."""
+    from wae_toolkit.checkpoint import is_checkpoint_file_name
+    from wae_toolkit.safe_io import is_temporary
+
+    if folder.name == TENSORBOARD_DIR:
+        return name.startswith(_TB_EVENTS)
+    return is_checkpoint_file_name(name) or is_temporary(name)
+
+
+def _remove_run_folder(folder: Path) -> None:
+    """Remove what a run wrote in ``folder`` (checkpoints, TensorBoard events: plain files with
+    the names it gives them, in plain subfolders), then the folders left empty; keep the rest."""
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink():
+            continue
+        if entry.is_dir():
+            _remove_run_folder(entry)
+        elif entry.is_file() and _written_by_a_run(folder, entry.name):
+            entry.unlink()
+    try:
+        folder.rmdir()
+    except OSError:  # something that is not the run's stays, and so does its folder
+        pass
+
+
+def prepare_run_dir(path: Path, overwrite: bool, lock: Any = None) -> list[str]:
+    """Create ``path`` (after :func:`check_run_dir`) and remove an old run's files if allowed.
+
+    With ``lock`` (a :class:`~wae_toolkit.safe_io.RunLock` of ``path``), the folder is locked
+    once it exists and checked again under the lock, so two runs never share a folder.
+    Everything is checked before anything is removed, and only what a run wrote is removed;
+    symbolic links are never followed.
+    """
     replaced = check_run_dir(path, overwrite)
-    path.mkdir(parents=True, exist_ok=True)
-    for name in replaced:
-        if name in RUN_DIRS:
-            shutil.rmtree(path / name)
-        else:
-            (path / name).unlink()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from wae_toolkit.safe_io import write_error
+
+        raise write_error(exc, path, f"the run folder '{path}'") from exc
+    if lock is not None:
+        lock.acquire()
+        replaced = check_run_dir(path, overwrite)
+    try:
+        for name in replaced:
+            if name in RUN_DIRS:
+                _remove_run_folder(path / name)
+            else:
+                (path / name).unlink()
+    except OSError as exc:
+        from wae_toolkit.safe_io import write_error
+
+        raise write_error(exc, path, f"the run folder '{path}'") from exc
     return replaced
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically: a temporary file, then a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=_json_default)
-        fh.write("\n")
-    os.replace(tmp, path)
+    """Write JSON atomically (a temporary file, then a rename; never through a link)."""
+    from wae_toolkit.safe_io import write_json as _write
 
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, tuple | set):
-        return list(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    return str(obj)
+    _write(path, obj)
 
 
 class MetricsWriter:
-    """Appends one JSON object per line to ``metrics.jsonl``.
+    """Appends one JSON object per line to ``metrics.jsonl`` (never through a symbolic link).
 
     Args:
         path: the file.
         keep_lines: when given, first cut the file back to its first ``keep_lines`` lines (a
             resumed run drops what was logged after its checkpoint).
+
+    Raises:
+        RunWriteError: the file cannot be written (disk full, a link in its place...).
     """
 
     def __init__(self, path: Path, keep_lines: int | None = None) -> None:
+        from wae_toolkit.safe_io import AppendFile
+
         self.path = path
-        self.lines = 0
-        if keep_lines is not None and path.exists():
-            with open(path, "rb") as fh:
-                kept = fh.readlines()[:keep_lines]
-            with open(path, "wb") as fh:
-                fh.writelines(kept)
-                fh.flush()
-                os.fsync(fh.fileno())
-        if path.exists():
-            with open(path, "rb") as fh:
-                self.lines = sum(1 for _ in fh)
-        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = AppendFile(path, keep_lines)
+
+    @property
+    def lines(self) -> int:
+        return self._file.lines
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, default=_json_default) + "\n")
-        self._fh.flush()
-        self.lines += 1
+        from wae_toolkit.safe_io import to_json
+
+        self._file.write_line(to_json(record, indent=None))
 
     def close(self) -> None:
-        self._fh.close()
+        self._file.close()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -185,12 +279,17 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def save_weights(path: Path, tensors: dict[str, Any]) -> None:
-    """Save tensors as safetensors atomically."""
-    from safetensors.torch import save_file
+    """Save tensors as safetensors atomically (never through a link).
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    Raises:
+        RunWriteError: the file cannot be written (disk full...); the old one is kept.
+    """
+    from safetensors.torch import save
+
+    from wae_toolkit.safe_io import write_atomic
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()})
+    write_atomic(path, data)
 
 
 def _check_plugins(path: Path, recorded: dict[str, Any]) -> None:

@@ -26,12 +26,13 @@ anything is trained.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -224,9 +225,22 @@ class _Tracker(Callback):
     def on_start(self, info: dict[str, Any]) -> None:
         run_dir = Path(info["run_dir"])
         record = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
-        self._open(run_dir, record, resumed=info.get("resumed_from_step") is not None)
+        with self._writing():
+            self._open(run_dir, record, resumed=info.get("resumed_from_step") is not None)
         self._records = _NewRecords(run_dir / METRICS)
         self._sync()  # a resumed run: whatever the backend lost with a killed process
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write of the backend (a full disk...) as one sentence, not a traceback."""
+        try:
+            yield
+        except OSError as exc:
+            from wae_toolkit.safe_io import RunWriteError
+
+            raise RunWriteError(
+                f"{self.name} could not write the run's records: {exc.strerror or exc}."
+            ) from exc
 
     def on_log(self, step: int, epoch: int, logs: dict[str, float]) -> None:
         self._sync()
@@ -261,7 +275,8 @@ class _Tracker(Callback):
             self._held[tag] = step
             points.append((tag, value, step))
         if points:
-            self._log(points)
+            with self._writing():
+                self._log(points)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,7 @@ from wae_toolkit.runs import (
     save_weights,
     write_json,
 )
+from wae_toolkit.safe_io import RunLock, RunWriteError
 
 __all__ = [
     "train",
@@ -262,6 +266,7 @@ def train(
         TrainingInterrupted: SIGINT or SIGTERM; a checkpoint of the last step was written.
     """
     config.validate()
+    callback = _checked_callback(callback)
     previous_threads = torch.get_num_threads()
     previous_benchmark = torch.backends.cudnn.benchmark
     try:
@@ -272,17 +277,128 @@ def train(
         torch.backends.cudnn.benchmark = previous_benchmark
 
 
-def _resume_point(out: Path) -> Path:
-    """The checkpoint to resume ``out`` from; a clear error when there is none."""
+def _checked_callback(callback: Any) -> Callback | None:
+    """``callback`` when it is a :class:`Callback` or has its methods; one sentence otherwise."""
+    hooks = ("on_start", "on_log", "on_epoch_end", "on_end")
+    if callback is None or isinstance(callback, Callback):
+        return callback
+    if isinstance(callback, str | bytes | int | float | list | tuple | dict) or not any(
+        callable(getattr(callback, h, None)) for h in hooks
+    ):
+        shown = repr(callback)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise UsageError(
+            "callback must be a wae_toolkit.train.Callback (or an object with its methods "
+            f"{', '.join(hooks)}); got {shown}."
+        )
+    return _DuckCallback(callback)
+
+
+class _DuckCallback(Callback):
+    """An object with some of :class:`Callback`'s methods; the others do nothing."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("on_"):
+            found = getattr(object.__getattribute__(self, "obj"), name, None)
+            if callable(found):
+                return found
+        return object.__getattribute__(self, name)
+
+
+#: Settings that may differ between a run and its resumption (where it runs, not what it does).
+_MAY_CHANGE_ON_RESUME = ("out", "overwrite", "threads", "device")
+
+
+def _resume_point(out: Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint to resume ``out`` from and its document; a clear error when there is none.
+
+    Every file and folder a run writes must be a plain file or folder (not a link), and a
+    damaged newer checkpoint is skipped with a :class:`CheckpointSkippedWarning` that says how
+    many steps are redone.
+    """
+    from wae_toolkit.checkpoint import CheckpointSkippedWarning, newest_checkpoint, step_of
+    from wae_toolkit.runs import RUN_DIRS, RUN_FILES
+    from wae_toolkit.safe_io import link_problem
+
     if not (out / CONFIG).is_file():
         raise UsageError(f"Cannot resume '{out}': it holds no run (no {CONFIG}).")
-    path = latest_checkpoint(out)
+    for name in (*RUN_FILES, *RUN_DIRS):
+        problem = link_problem(out / name, "folder" if name in RUN_DIRS else "file")
+        if problem:
+            raise UsageError(f"Cannot resume '{out}': {problem}")
+    path, skipped = newest_checkpoint(out)
     if path is None:
+        if skipped:
+            raise UsageError(
+                f"Cannot resume '{out}': it has no checkpoint that can be read ({len(skipped)} "
+                f"damaged file(s) skipped, the newest '{skipped[0][0].name}': {skipped[0][1]}); "
+                "start it again with --overwrite."
+            )
         raise UsageError(
             f"Cannot resume '{out}': it has no checkpoint (the run stopped before its first "
             "one); start it again with --overwrite."
         )
-    return path
+    if skipped:
+        used = step_of(path) or 0
+        lost = max((step_of(p) or 0) for p, _ in skipped) - used
+        names = ", ".join(f"'{p.name}' ({why})" for p, why in skipped)
+        warnings.warn(
+            f"Skipped the damaged newer checkpoint(s) {names}; resuming from step {used}, so "
+            f"{lost} step(s) are trained again.",
+            CheckpointSkippedWarning,
+            stacklevel=4,
+        )
+    from wae_toolkit.checkpoint import read_document
+
+    return path, read_document(path)
+
+
+def _settings_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a ``config.json`` record that a resumed run must keep, as plain JSON."""
+    run = {k: v for k, v in record["run"].items() if k not in _MAY_CHANGE_ON_RESUME}
+    return json.loads(json.dumps(run, default=str))
+
+
+def _check_resume_fits(
+    path: Path, doc: dict[str, Any], settings: dict[str, Any], data: dict[str, Any]
+) -> None:
+    """Refuse to resume from ``path`` when the run's settings or data changed since it was
+    written, naming what changed."""
+    extra: dict[str, Any] = doc["extra"] if isinstance(doc.get("extra"), dict) else {}
+    saved = extra.get("settings")
+    if isinstance(saved, dict):
+        changed = [
+            f"{k}: {_short(saved.get(k))} in the checkpoint, {_short(settings.get(k))} now"
+            for k in sorted(set(saved) | set(settings))
+            if saved.get(k) != settings.get(k)
+        ]
+        if changed:
+            raise UsageError(
+                f"Cannot resume from '{path}': the run's settings in {CONFIG} changed after it "
+                f"was written ({'; '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}). "
+                "Training settings cannot change on resume (only --threads, --device and "
+                f"--nproc may): restore {CONFIG}, or start a new run with --config."
+            )
+    saved_data = extra.get("data")
+    if isinstance(saved_data, dict):
+        changed = [
+            f"{k} {_short(saved_data.get(k))} then, {_short(v)} now"
+            for k, v in data.items()
+            if k in saved_data and saved_data[k] != v
+        ]
+        if changed:
+            raise UsageError(
+                f"Cannot resume from '{path}': the data changed since it was written "
+                f"({'; '.join(changed)}); resume with the same data, or start a new run."
+            )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _train(
@@ -310,6 +426,8 @@ def _train(
 
 class _NoWriter(MetricsWriter):
     """What ranks other than 0 log to: nothing (only rank 0 writes files)."""
+
+    lines = 0  # type: ignore[assignment]
 
     def __init__(self) -> None:
         self.lines = 0
@@ -341,11 +459,118 @@ def _train_in(
     signals: StopSignals,
     ctx: DistContext,
 ) -> RunResult:
+    out = _run_dir(config, ctx)
+    lock = RunLock(out)
+    space: dict[str, int] = {}
+    try:
+        if resume and ctx.is_main:  # one process per run folder: checked before anything else
+            if (out / CONFIG).is_file():
+                lock.acquire()
+        return _train_locked(config, cb, sources, resume, signals, ctx, out, lock, space)
+    except RunWriteError as exc:
+        raise type(exc)(f"{exc} {_resume_hint(out, ctx, space.get('needed'))}") from exc
+    finally:
+        lock.release()
+
+
+def _resume_hint(out: Path, ctx: DistContext, needed: int | None) -> str:
+    """What to do after a failed write: resume from the newest checkpoint, or start again."""
+    from wae_toolkit.safe_io import size_text
+
+    newest = latest_checkpoint(out)
+    room = f" (the whole run needs about {size_text(needed)})" if needed else ""
+    if newest is None:
+        if not (out / CONFIG).is_file():
+            return ""
+        return f"No checkpoint was written yet{room}: start the run again with --overwrite."
+    nproc = f" --nproc {ctx.world_size}" if ctx.is_distributed else ""
+    return (
+        f"The newest checkpoint, '{newest}', is intact{room}: once the problem is fixed, continue "
+        f"with 'wae run --resume {out}{nproc}'."
+    )
+
+
+def _space_needed(config: RunConfig, objects: dict[str, Any], total_steps: int, model: WAE) -> int:
+    """Bytes the run folder needs: the kept checkpoints and the one being written, the weights,
+    the metrics lines and the figures."""
+    checkpoint = estimate_checkpoint_bytes(objects["modules"], objects["optimizers"])
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    lines = total_steps // config.log_every + 3 * config.epochs + 10
+    return (config.keep_checkpoints + 1) * checkpoint + weights + 300 * lines + 4_000_000
+
+
+def _check_state(
+    path: Path, state: dict[str, Any], config: RunConfig, steps_per_epoch: int, batch: int, n: int
+) -> None:
+    """Refuse a checkpoint whose loop state does not fit this run (damaged, or written by other
+    settings), before the loop uses it."""
+
+    def count(key: str, high: float = float("inf")) -> bool:
+        v = state.get(key)
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= high
+
+    problems = []
+    if state.get("phase", "train") == "train":
+        if not count("epoch", config.epochs) or not count("batch", steps_per_epoch):
+            problems.append("its epoch or position in the epoch is out of range")
+        elif state["step"] != state["epoch"] * steps_per_epoch + state["batch"]:
+            problems.append(
+                f"its step {state['step']} is not epoch {state['epoch']} x {steps_per_epoch} "
+                f"steps + {state['batch']}"
+            )
+        perm = state.get("perm")
+        if not isinstance(perm, torch.Tensor) or perm.dtype not in (torch.int64, torch.int32):
+            problems.append("its data order is missing")
+        elif state.get("batch") and (
+            perm.numel() < steps_per_epoch * batch
+            or (perm.numel() and (int(perm.min()) < 0 or int(perm.max()) >= n))
+        ):
+            problems.append(f"its data order does not fit {n} samples in batches of {batch}")
+        for key in ("log_acc", "epoch_acc", "last_eval"):
+            if not isinstance(state.get(key), dict):
+                problems.append(f"its '{key}' is missing")
+        if isinstance(state.get("last_eval"), dict) and not all(
+            isinstance(v, int | float) for v in state["last_eval"].values()
+        ):
+            problems.append("its last evaluation is not numbers")
+    else:
+        pre = state.get("pretrain")
+        if not (
+            isinstance(pre, dict)
+            and isinstance(pre.get("done"), int)
+            and 0 <= pre["done"] <= config.pretrain_steps
+            and all(isinstance(pre.get(k), torch.Tensor) for k in ("mu_p", "cov_p", "pending"))
+        ):
+            problems.append("its encoder pre-training state is damaged")
+    for key in ("metrics_lines", "bad_steps"):
+        if key in state and not count(key):
+            problems.append(f"its '{key}' is not a count")
+    seconds = state.get("seconds", 0.0)
+    if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
+        problems.append("its elapsed time is not a number of seconds")
+    if problems:
+        raise UsageError(
+            f"Cannot resume from '{path}': {problems[0]}; it is damaged or was written by "
+            "other settings. Remove it to resume from an earlier checkpoint, or start again "
+            "with --overwrite."
+        )
+
+
+def _train_locked(
+    config: RunConfig,
+    cb: Callback,
+    sources: dict[str, str] | None,
+    resume: bool,
+    signals: StopSignals,
+    ctx: DistContext,
+    out: Path,
+    lock: RunLock,
+    space: dict[str, int],
+) -> RunResult:
     device = ctx.device if ctx.is_distributed else resolve_device(config.device)
     main = ctx.is_main
-    out = _run_dir(config, ctx)
     if resume:
-        resume_from = _resume_point(out)
+        resume_from, resume_doc = _resume_point(out)
     else:
         check_run_dir(out, config.overwrite)
 
@@ -372,6 +597,15 @@ def _train_in(
     local_batch = batch // ctx.world_size
     steps_per_epoch = max(1, n // batch)
     total_steps = steps_per_epoch * config.epochs
+    record = _record(config, out, comps, data, device, sources, n, test_x)
+    settings = _settings_record(record)
+    data_info = {
+        "train_size": n,
+        "test_size": len(test_x),
+        "sample_shape": list(data.sample_shape),
+    }
+    if resume:
+        _check_resume_fits(resume_from, resume_doc, settings, data_info)
     eval_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     floor = prior_mmd_floor(model.prior, min(len(test_x), MAX_MMD_SAMPLES), eval_gen)
 
@@ -394,28 +628,39 @@ def _train_in(
         "optimizers": {"model": opt} | {f"penalty_{k}": v for k, v in penalty.optimizers().items()},
         "generators": {"eval": eval_gen},
     }
-    if main:
-        check_writable(
-            out,
-            (config.keep_checkpoints + 1)
-            * estimate_checkpoint_bytes(objects["modules"], objects["optimizers"]),
+    pre = None
+    needs_pretraining = config.pretrain_steps and (
+        not resume or resume_doc.get("extra", {}).get("phase") == "pretrain"
+    )
+    if needs_pretraining:
+        from wae_toolkit.pretrain import EncoderPretraining
+
+        pre = EncoderPretraining(
+            model, train_x, config.pretrain_steps, batch, config.lr, (config.beta1, config.beta2)
         )
+        objects["optimizers"]["pretrain"] = pre.opt
+    space["needed"] = _space_needed(config, objects, total_steps, model)
+    if main:
+        check_writable(out, space["needed"])
 
     state: dict[str, Any] = {}
     replaced: list[str] = []
     writer: MetricsWriter = _NoWriter()
     if resume:
         state = load_checkpoint(resume_from, **objects)
+        _check_state(resume_from, state, config, steps_per_epoch, batch, n)
         if state["step"] >= total_steps and (out / SUMMARY).is_file():
             raise UsageError(
                 f"The run in '{out}' already finished ({state['step']} of {total_steps} steps); "
                 "there is nothing to resume."
             )
+        if pre is not None:
+            pre.restore(state["pretrain"])
         if main:
             writer = MetricsWriter(out / METRICS, keep_lines=int(state["metrics_lines"]))
     elif main:
-        replaced = prepare_run_dir(out, config.overwrite)
-        write_json(out / CONFIG, _record(config, out, comps, data, device, sources, n, test_x))
+        replaced = prepare_run_dir(out, config.overwrite, lock)
+        write_json(out / CONFIG, record)
         writer = MetricsWriter(out / METRICS)
     barrier()  # the other ranks wait for rank 0's folder
     if ctx.is_distributed:  # distinct prior samples and noise per rank, from here on
@@ -453,6 +698,8 @@ def _train_in(
                 **objects,
                 keep=config.keep_checkpoints,
                 extra={
+                    "phase": "pretrain" if pre is not None and not pre.finished else "train",
+                    **({"pretrain": pre.state()} if pre is not None else {}),
                     "epoch": epoch,
                     "batch": next_batch,
                     "perm": perm,
@@ -463,6 +710,8 @@ def _train_in(
                     "seconds": seconds_before + time.perf_counter() - started,
                     "bad_steps": bad_steps.total,
                     "processes": ctx.world_size,
+                    "settings": settings,
+                    "data": data_info,
                 },
             )
         return path
@@ -479,30 +728,45 @@ def _train_in(
             signals.received = signal.SIGTERM  # another rank got a signal: stop like it
         return bool(float(agreed))
 
+    def interrupted(path: Path, during: str = "") -> TrainingInterrupted:
+        return TrainingInterrupted(
+            f"Stopped by {signals.name} {during or 'after step'} {step} of {total_steps}; "
+            f"checkpoint written to '{path}'. Resume with: wae run --resume "
+            f"{out}" + (f" --nproc {ctx.world_size}" if ctx.is_distributed else ""),
+            signals.received or signal.SIGTERM,
+        )
+
+    no_perm = torch.zeros(0, dtype=torch.long, device=device)
     started = time.perf_counter()
     seconds_before = float(state.get("seconds", 0.0))
-    if config.pretrain_steps and not resume:
-        from wae_toolkit.pretrain import pretrain_encoder
+    step, last_eval = int(state.get("step", 0)), dict(state.get("last_eval", {}))
+    if pre is not None and not pre.finished:
 
-        losses = pretrain_encoder(
-            model, train_x, config.pretrain_steps, batch, config.lr, (config.beta1, config.beta2)
-        ).tolist()
-        every = max(1, config.log_every)
-        for i in range(0, len(losses), every):
-            chunk = losses[i : i + every]
-            writer.write(
-                {"kind": "pretrain", "step": i + len(chunk), "loss": sum(chunk) / len(chunk)}
+        def log_pretraining(done: int, loss: float) -> None:
+            writer.write({"kind": "pretrain", "step": done, "loss": loss})
+            if done % config.checkpoint_every == 0 and done < config.pretrain_steps:
+                save(0, 0, no_perm, ({}, {}))
+
+        if not pre.run(log_pretraining, max(1, config.log_every), stop_requested):
+            raise interrupted(
+                save(0, 0, no_perm, ({}, {})),
+                f"during the encoder pre-training (step {pre.done} of {pre.steps}), before step",
             )
         if ctx.is_distributed:
             sync_module(model)
-    if resume:
-        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch"]
-        last_eval = state["last_eval"]
+    if pre is not None:  # done: later checkpoints hold the main loop only
+        del objects["optimizers"]["pretrain"]
+        pre = None
+    if resume and state.get("phase", "train") == "train":
+        start_epoch, start_batch = state["epoch"], state["batch"]
         bad_steps.total = int(state.get("bad_steps", 0))
     else:
-        step, start_epoch, start_batch = 0, 0, 0
+        start_epoch, start_batch = 0, 0
         last_eval = run_eval(0, 0)
     try:
+        if signals.received is not None and not ctx.is_distributed:  # a stop while setting up
+            path = resume_from if resume else save(0, 0, no_perm, ({}, {}))
+            raise interrupted(path, "before step")
         for epoch in range(start_epoch, config.epochs):
             lr = config.lr * config.lr_factor(epoch)
             for group in opt.param_groups:
@@ -512,7 +776,8 @@ def _train_in(
             first = 0
             epoch_acc: dict[str, list[torch.Tensor]] = {}
             log_acc: dict[str, list[torch.Tensor]] = {}
-            if resume and epoch == start_epoch:
+            continuing = resume and epoch == start_epoch and start_batch > 0
+            if continuing:
                 first = start_batch
                 log_acc = {k: list(v.to(device).unbind(0)) for k, v in state["log_acc"].items()}
                 epoch_acc = {k: list(v.to(device).unbind(0)) for k, v in state["epoch_acc"].items()}
@@ -521,7 +786,7 @@ def _train_in(
                 mine = shard_indices(
                     perm, local_batch, rank=ctx.rank, world_size=ctx.world_size
                 ).view(-1, local_batch)
-            elif resume and epoch == start_epoch:
+            elif continuing:
                 perm = mine = state["perm"].to(device).view(-1, batch)[:steps_per_epoch]
             else:
                 perm = mine = torch.randperm(n, device=device)[: steps_per_epoch * batch].view(
@@ -566,12 +831,7 @@ def _train_in(
                 if stop or step % config.checkpoint_every == 0:
                     path = save(epoch, i + 1, perm, (log_acc, epoch_acc))
                     if stop:
-                        raise TrainingInterrupted(
-                            f"Stopped by {signals.name} after step {step} of {total_steps}; "
-                            f"checkpoint written to '{path}'. Resume with: wae run --resume "
-                            f"{out}" + (f" --nproc {ctx.world_size}" if ctx.is_distributed else ""),
-                            signals.received or signal.SIGTERM,
-                        )
+                        raise interrupted(path)
             epoch_logs = _mean_logs(epoch_acc, ctx) | {"lr": lr}
             writer.write({"kind": "epoch", "epoch": epoch, "step": step, **epoch_logs})
             last = epoch == config.epochs - 1
@@ -580,7 +840,7 @@ def _train_in(
                 epoch_logs |= last_eval
             cb.on_epoch_end(epoch, step, epoch_logs)
         seconds = seconds_before + time.perf_counter() - started
-        save(config.epochs, 0, torch.zeros(0, dtype=torch.long, device=device), ({}, {}))
+        save(config.epochs, 0, no_perm, ({}, {}))
         divergence = max_divergence(model) if ctx.is_distributed else 0.0
     finally:
         writer.close()

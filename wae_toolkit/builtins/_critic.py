@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import LatentPenalty, Prior
+from wae_toolkit.interfaces import LatentPenalty, Prior, stop_requested
 from wae_toolkit.kernels import check_codes
 from wae_toolkit.options import resolved_options
 
@@ -217,6 +217,8 @@ class MLPCriticPenalty(LatentPenalty):
         """Run ``critic_steps`` updates of the network, each minimising ``loss_fn``.
 
         Before each update the network's gradients are zeroed; after it, :meth:`constrain` runs.
+        When the run is asked to stop (:func:`~wae_toolkit.interfaces.stop_requested`), the
+        updates end after the current one, so a signal is honoured within one critic update.
 
         Args:
             z_q: codes, ``(B, D)`` (detached and cast to the network's dtype here).
@@ -242,6 +244,8 @@ class MLPCriticPenalty(LatentPenalty):
                 loss.backward()
                 opt.step()
                 self.constrain()
+                if stop_requested():
+                    break
         return {k: v.detach() for k, v in logs.items()}
 
     def extra_repr(self) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import io
+import os
 import struct
 import tempfile
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -743,3 +746,149 @@ def test_folders_without_the_expected_files_say_what_is_expected(tmp_path):
     write_mnist(tmp_path / "half")
     (tmp_path / "half" / "train-images-idx3-ubyte").unlink()
     assert_error(str(tmp_path / "half"), paper, "no train-images-idx3-ubyte", *mnist_files)
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile values: NaN in any part that is used, corrupt headers, seeds, sizes beyond memory
+# --------------------------------------------------------------------------------------------
+
+
+def write_idx_float(path: Path, arr: np.ndarray, code: int = 0x0D) -> Path:
+    """Write ``arr`` as an IDX file of big-endian float32 (0x0D) or float64 (0x0E)."""
+    data = struct.pack(">BBBB", 0, 0, code, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    path.write_bytes(data + arr.astype(">f4" if code == 0x0D else ">f8").tobytes())
+    return path
+
+
+def test_bad_values_are_counted_in_every_chunk_and_the_first_sample_is_named(monkeypatch):
+    import wae_toolkit.data.layout as layout
+
+    monkeypatch.setattr(layout, "_CHUNK_BYTES", 16)  # two samples of 2 float32 per chunk
+    x = np.zeros((100, 2), dtype=np.float64)
+    x[5, 1], x[41, 0], x[77, 1], x[77, 0], x[60, 0] = np.nan, np.inf, -np.inf, 1e300, np.nan
+    with pytest.raises(DataError) as info:  # 1e300 is beyond float32: it would become inf
+        layout._gather(x, np.array([77, 3, 41, 5, 9]), "flat", "The part")
+    message = str(info.value)
+    assert message.startswith("The part holds 4 NaN or infinite values")
+    assert "the first in sample 5 (counting from 0)" in message and "\n" not in message
+    assert layout._gather(x, np.array([1, 2, 3]), "flat", "The part").shape == (3, 2)
+
+
+def test_nan_is_refused_in_the_test_part_and_in_a_test_file(tmp_path):
+    from wae_toolkit.data.dataset import _split
+
+    x = np.random.default_rng(0).standard_normal((30, 3)).astype(np.float32)
+    test_row = int(_split(30, 0.2, 123)[1][-1])
+    x[test_row, 2] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    message = assert_error(str(tmp_path / "x.npy"), None, "The test part of", "1 NaN")
+    assert f"the first in sample {test_row} " in message
+    np.savez(tmp_path / "x.npz", x=x)  # .npz arrays go through the same check
+    assert_error(str(tmp_path / "x.npz"), None, "The test part of", f"sample {test_row} ")
+    clean, test = np.zeros((10, 3)), np.zeros((4, 3))
+    test[2:, 0] = np.nan
+    np.save(tmp_path / "clean.npy", clean)
+    np.save(tmp_path / "test.npy", test)
+    assert_error(
+        str(tmp_path / "clean.npy"),
+        {"test": str(tmp_path / "test.npy")},
+        f"The test file '{tmp_path / 'test.npy'}' holds 2 NaN",
+        "the first in sample 2 ",
+    )
+
+
+def test_only_the_samples_used_are_read_and_checked(tmp_path):
+    """With ``limit``, a bad training sample that is not used does not refuse the data."""
+    from wae_toolkit.data.dataset import _split
+
+    x = np.zeros((40, 2), dtype=np.float32)
+    train_idx = _split(40, 0.2, 123)[0]
+    x[train_idx[-1], 0] = np.nan
+    np.save(tmp_path / "x.npy", x)
+    assert load_dataset(str(tmp_path / "x.npy"), {"limit": 5}).train.shape == (5, 2)
+    assert_error(str(tmp_path / "x.npy"), None, "The training part of", "1 NaN")
+
+
+def test_float_idx_files_are_checked_for_nan(tmp_path):
+    x = np.random.default_rng(0).random((8, 5, 5))
+    x[6, 1, 1] = np.nan
+    (tmp_path / "a").mkdir()
+    write_idx_float(tmp_path / "a" / "train-images-idx3-ubyte", x)
+    write_idx(tmp_path / "a" / "t10k-images-idx3-ubyte", np.zeros((3, 5, 5), dtype=np.uint8))
+    path = tmp_path / "a" / "train-images-idx3-ubyte"
+    assert_error(str(tmp_path / "a"), None, f"The IDX file '{path}' holds 1 NaN", "sample 6 ")
+    big = np.zeros((4, 5, 5))
+    big[1, 0, 0] = 1e300  # finite in float64, infinite in float32
+    write_idx_float(tmp_path / "b-idx3-ubyte", big, code=0x0E)
+    assert_error(str(tmp_path / "b-idx3-ubyte"), {"test_fraction": 0.5}, "beyond float32")
+
+
+def test_corrupt_idx_headers_are_refused(tmp_path):
+    def header(name: str, ndim: int, dims: list[int], payload: bytes = b"", gz: bool = False):
+        data = struct.pack(">BBBB", 0, 0, 8, ndim) + struct.pack(f">{len(dims)}I", *dims)
+        path = tmp_path / name
+        if gz:
+            with gzip.open(path, "wb") as f:
+                f.write(data + payload)
+        else:
+            path.write_bytes(data + payload)
+        return str(path)
+
+    assert_error(header("a-idx3-ubyte", 255, [1] * 255, b"\0"), None, "announces 255 dimensions")
+    assert_error(header("b-idx3-ubyte", 3, [0, 28, 28]), None, "dimension of size 0", "(0, 28")
+    assert_error(header("c-idx3-ubyte", 3, [2**31] * 3), None, "truncated or corrupt")
+    assert_error(header("d-idx3-ubyte", 3, [2, 28]), None, "truncated", "3 dimensions")
+    # a small gzipped file that announces 600 TB is refused before it is decompressed
+    huge = header("e-idx3-ubyte.gz", 3, [60000, 100000, 100000], bytes(100), gz=True)
+    assert_error(huge, None, "would need about", "GB of memory", "more than this machine's")
+    ok = header("f-idx3-ubyte.gz", 3, [2, 5, 5], bytes(51), gz=True)
+    assert_error(ok, None, "truncated or corrupt", "holds more")
+
+
+def test_seeds_are_bounded_where_their_generators_are(tmp_path):
+    assert_error("moons", {"seed": 2**63}, "seed=9223372036854775808", "0 to 2^63 - 1")
+    assert_error("moons", {"seed": 10**5000}, "seed", "0 to 2^63 - 1")  # no repr() failure
+    assert_error("moons", {"limit": 10**30}, "limit", "at most 2^63 - 1")
+    assert load_dataset("moons", {"seed": 2**63 - 1, "n": 10}).options["seed"] == 2**63 - 1
+    write_mnist(tmp_path / "m")
+    paper = {"split": "paper", "holdout": 3}
+    message = assert_error(str(tmp_path / "m"), {**paper, "seed": 2**32}, "np.random.seed")
+    assert "seed=4294967296" in message and "0 to 4,294,967,295" in message
+    assert load_dataset(str(tmp_path / "m"), {**paper, "seed": 2**32 - 1}).test.shape[0] == 3
+    # the CelebA-style holdout replays Python's random.seed, which takes any integer
+    write_numbered_images(tmp_path / "imgs", 4)
+    d = load_dataset(str(tmp_path / "imgs"), {"holdout": 1, "seed": 2**63 - 1})
+    assert d.test.shape[0] == 1
+
+
+def test_sizes_beyond_memory_are_refused_before_allocating(tmp_path):
+    import tracemalloc
+
+    write_numbered_images(tmp_path / "imgs", 3)
+    x = np.zeros((2, 3), dtype=np.uint8)
+    with open(tmp_path / "sparse.npy", "wb") as f:  # a header announcing 100 GB, sparse on disk
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": "|u1", "fortran_order": False, "shape": (10**10, 10)}
+        )
+        offset = f.tell()
+    os.truncate(tmp_path / "sparse.npy", offset + 10**11)
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": "<f8", "fortran_order": False, "shape": (10**9, 100)}
+    )
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as z:  # a member announcing 800 GB
+        z.writestr("x.npy", buf.getvalue() + x.tobytes())
+    tracemalloc.start()
+    try:
+        assert_error("moons", {"n": 10**14}, "moons toy set with n=100,000,000,000,000", "GB")
+        assert_error("ring", {"n": 1e14}, "more than this machine's", "smaller n")
+        imgs = str(tmp_path / "imgs")
+        assert_error(imgs, {"size": 100000}, "100000x100000 pixels", "smaller --data-opt size")
+        sparse = str(tmp_path / "sparse.npy")
+        assert_error(sparse, None, "Reading 10,000,000,000 samples of shape (10,)", "GB")
+        assert_error(sparse, {"limit": 5}, "Reading 2,000,000,005 samples", "test part")
+        assert_error(str(tmp_path / "huge.npz"), None, "Reading array 'x' of", "GB of memory")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20

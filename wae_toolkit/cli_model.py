@@ -16,7 +16,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from wae_toolkit.config import MAX_SEED
 from wae_toolkit.errors import UsageError
+from wae_toolkit.memory import check_fits
 
 __all__ = [
     "sample_command",
@@ -96,6 +98,48 @@ def _data(loaded: Any, data: str | None, data_opt: list[str] | None, split: str)
     return x.to(next(loaded.model.parameters()).device)
 
 
+def _check_decoding_fits(
+    loaded: Any, n: int, path: Path, what: str, fix: str, codes: int = 1
+) -> None:
+    """Refuse decoding ``n`` codes (and writing them to ``path``) when that cannot fit in memory.
+
+    Per decoded sample: ``codes`` latent vectors (a line between two codes holds its own), the
+    decoder's peak (the largest input plus output of one of its layers, measured by decoding two
+    codes), the output, and its copy on the host or, for a ``.png``, the image grid (float32 RGB
+    copies of every image, enlarged to 48 pixels as :func:`wae_toolkit.figures.image_grid` does).
+    """
+    import math
+
+    import torch
+
+    model = loaded.model
+    param = next(model.parameters())
+    shape = tuple(loaded.record["data"]["sample_shape"])
+    out = 4 * math.prod(shape)
+    peak = 0
+
+    def hook(module: Any, inputs: Any, output: Any) -> None:
+        nonlocal peak
+        tensors = [t for t in (*inputs, output) if isinstance(t, torch.Tensor)]
+        peak = max(peak, sum(t.numel() * t.element_size() for t in tensors) // 2)
+
+    leaves = [m for m in model.decoder.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad():
+            model.decode(torch.zeros(2, model.latent_dim, device=param.device, dtype=param.dtype))
+    except Exception:  # a decoder that cannot take this probe: its layers stay uncounted
+        peak = 0
+    finally:
+        for handle in handles:
+            handle.remove()
+    per_sample = 4 * codes * model.latent_dim + peak + 2 * out
+    if path.suffix.lower() == ".png" and len(shape) == 3:
+        side = max(1, math.ceil(48 / max(shape[1:]))) * max(shape[1:]) + 2
+        per_sample += 4 * out + 16 * 3 * side * side
+    check_fits(per_sample * n, what, fix, device=param.device)  # the GPU's and the host's
+
+
 def sample_command(
     run: str = _RUN,
     n: int = typer.Option(64, "-n", help="How many samples."),
@@ -109,8 +153,11 @@ def sample_command(
 
     if n < 1:
         raise UsageError(f"-n must be an integer >= 1; got {n}.")
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be an integer from 0 to 2^63 - 1; got {seed}.")
     path = _check_out(out_file, overwrite, (".png", ".npy"))
     loaded = _load(run, device)
+    _check_decoding_fits(loaded, n, path, f"Sampling -n {n:,}", "ask for fewer samples with -n")
     gen = torch.Generator(device=next(loaded.model.parameters()).device).manual_seed(seed)
     _write(path, loaded.model.sample(n, generator=gen), loaded)
     out.print(f"{n} samples -> {escape(str(path))}", soft_wrap=True)
@@ -191,6 +238,14 @@ def interpolate_command(
         raise UsageError(f"--pairs must be >= 1 and --steps >= 2; got {pairs} and {steps}.")
     path = _check_out(out_file, overwrite, (".png", ".npy"))
     loaded = _load(run, device)
+    _check_decoding_fits(
+        loaded,
+        pairs * steps,
+        path,
+        f"Interpolating --pairs {pairs:,} with --steps {steps:,}",
+        "use fewer --steps (or --pairs)",
+        codes=2,
+    )
     x = _data(loaded, data, data_opt, split)
     if len(x) < 2 * pairs:
         raise UsageError(f"--pairs {pairs} needs {2 * pairs} samples; the split has {len(x)}.")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from wae_toolkit.config import MAX_LATENT_DIM, RunConfig, is_finite_number
 from wae_toolkit.errors import DataError, UsageError, WaeError
 from wae_toolkit.interfaces import Cost, LatentPenalty, Network
+from wae_toolkit.memory import total_memory as _total_memory
 from wae_toolkit.model import WAE
 from wae_toolkit.options import bind_options, resolved_options
 from wae_toolkit.registry import create, get_plugin_class, get_plugin_info
@@ -295,24 +295,6 @@ def _or_none(fn: Callable[[], Any]) -> Any:
         return fn()
     except Exception:
         return None
-
-
-def _total_memory() -> int | None:
-    """Bytes of memory this process may use: the physical memory, or a container's (cgroup)
-    limit when lower; ``None`` where the platform does not say."""
-    try:
-        total = int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return None
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            with open(limit_file, encoding="ascii") as fh:
-                text = fh.read().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            total = min(total, int(text))
-    return total
 
 
 def _check_data_shape(

@@ -10,9 +10,10 @@ import torch
 from geomloss import SamplesLoss
 from torch import Tensor
 
-from wae_toolkit.errors import UsageError
+from wae_toolkit.errors import PluginOptionError, UsageError
 from wae_toolkit.interfaces import LatentPenalty, Prior, prior_moments
 from wae_toolkit.kernels import check_codes
+from wae_toolkit.memory import check_fits
 
 __all__ = ["SinkhornPenalty", "DEFAULT_BLUR_SCALE"]
 
@@ -129,8 +130,27 @@ class SinkhornPenalty(LatentPenalty):
         self._prior_variance: float | None = None
 
     def bind(self, prior: Prior) -> None:
-        """Take ``D`` and ``sigma^2`` from ``prior`` for the default blur."""
+        """Take ``D`` and ``sigma^2`` from ``prior`` for the default blur, and refuse an
+        eps-scaling schedule that cannot fit in memory.
+
+        geomloss lists the schedule's temperatures before it iterates, one per step from the
+        batches' diameter down to the blur: ``log(diameter / blur) / log(1 / scaling)`` steps of
+        about 48 bytes (a NumPy float64 and a Python float). With ``scaling`` very close to 1
+        that is billions of steps. The estimate takes the diameter of prior samples, about
+        ``4 sqrt(D) sigma``; codes farther apart only add ``log`` of the ratio to it.
+        """
         self._prior_dim, self._prior_variance = prior_moments(prior, type(self).__name__)
+        blur = self.effective_blur()
+        diameter = 4.0 * math.sqrt(self._prior_dim * self._prior_variance)
+        if diameter > blur:
+            steps = math.log(diameter / blur) / -math.log(self.scaling)
+            check_fits(
+                48 * (steps + 2),
+                f"{type(self).__name__} with scaling={self.scaling!r} (about {steps:,.0f} "
+                f"eps-scaling steps from the codes' diameter down to blur {blur:.3g})",
+                "use a scaling further from 1, such as the default 0.9",
+                error=PluginOptionError,
+            )
 
     def effective_blur(self, dim: int | None = None) -> float:
         """The blur used: ``blur`` if set, else ``blur_scale * sqrt(D) * sigma``.

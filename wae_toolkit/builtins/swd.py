@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import LatentPenalty
+from wae_toolkit.errors import PluginOptionError, UsageError
+from wae_toolkit.interfaces import LatentPenalty, Prior
 from wae_toolkit.kernels import check_codes
+from wae_toolkit.memory import check_fits
 from wae_toolkit.ot1d import random_directions, sliced_wasserstein
 
 __all__ = ["SlicedWassersteinPenalty"]
@@ -45,6 +46,23 @@ class SlicedWassersteinPenalty(LatentPenalty):
             raise UsageError(f"{name}: p must be 1 or 2; got {p!r}.")
         self.projections = projections
         self.p = int(p)
+
+    def bind(self, prior: Prior) -> None:
+        """Refuse a number of projections whose directions cannot fit in memory.
+
+        Every call draws a ``(D, L)`` matrix of directions (and normalises it: two copies) and
+        projects both batches on it; the estimate counts the two copies and the projections of
+        the smallest batches, ``4 L (2 D + 16)`` bytes in float32, so it is a lower bound: larger
+        batches need ``(B + N) L`` more numbers (see :mod:`wae_toolkit.memory` for the rule).
+        """
+        dim = int(prior.dim)
+        check_fits(
+            4 * self.projections * (2 * dim + 16),
+            f"{type(self).__name__} with projections={self.projections:,} in latent dimension "
+            f"{dim}",
+            "use fewer projections (the default is 50)",
+            error=PluginOptionError,
+        )
 
     def forward(self, z_q: Tensor, z_p: Tensor, directions: Tensor | None = None) -> Tensor:
         """``SW_p^p`` estimate between codes ``z_q`` and prior samples ``z_p``.

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wae_toolkit.data.dataset import Dataset, _finish_given_split, _finish_split
+from wae_toolkit.data.dataset import Dataset, _finish_given_split, _finish_split, _Footprint
 from wae_toolkit.data.layout import _as_labels, _check_dtype, _gather, _layout, _sample_shape
 from wae_toolkit.data.options import _bind, _given
 from wae_toolkit.errors import DataError, did_you_mean
+from wae_toolkit.memory import check_fits
+
+if TYPE_CHECKING:
+    import torch
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -56,7 +61,7 @@ def _read_npy(path: Path, where: str) -> np.ndarray:
         shape, dtype, offset = _read_header(fp, where)
     _check_dtype(dtype, where)
     _layout(shape, where)
-    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    expected = offset + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if path.stat().st_size < expected:
         raise DataError(
             f"{where} is truncated: its header announces shape {shape} ({expected:,} bytes) but "
@@ -139,6 +144,13 @@ def _npz_member(z: Any, path: Path, key: str, labels: bool = False) -> np.ndarra
     _check_dtype(dtype, where)
     if not labels:
         _layout(shape, where)
+    check_fits(  # an .npz member is decompressed whole: refused before, when it cannot fit
+        math.prod(shape) * dtype.itemsize,
+        f"Reading array '{key}' of '{path}' (shape {tuple(shape)}, {dtype})",
+        "save it with numpy.save as a .npy file, which is read a piece at a time, or keep "
+        "fewer samples",
+        error=DataError,
+    )
     try:
         return np.asarray(z[key])
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
@@ -160,9 +172,20 @@ def _load_arrays(path: Path, name: str, kind: str, options: Mapping[str, Any] | 
     given = _given(options)
     x, labels = _read_array_file(path, opts, kind)
     layout = _layout(x.shape, f"'{path}'")
+    shape = _sample_shape(x.shape, layout)
+    footprint = _Footprint(
+        per_sample=4 * math.prod(shape),
+        what=f"samples of shape {shape} from '{name}' as float32",
+        fix="use a smaller file, or fewer training samples with --data-opt limit=N (the test "
+        "part is read whole)",
+    )
     what = f"arrays from '{name}'"
     if opts["test"] is None:
-        return _finish_split(name, what, len(x), lambda idx: _gather(x, idx, layout), labels, opts)
+
+        def take(idx: np.ndarray, part: str) -> torch.Tensor:
+            return _gather(x, idx, layout, f"The {part} part of '{path}'")
+
+        return _finish_split(name, what, len(x), take, labels, opts, footprint=footprint)
     if "test_fraction" in given:
         raise DataError(
             "Give either --data-opt test=FILE or --data-opt test_fraction=F, not both: "
@@ -180,14 +203,23 @@ def _load_arrays(path: Path, name: str, kind: str, options: Mapping[str, Any] | 
     test_opts = dict(opts) if test_kind == "npz" else {}
     xt, labels_t = _read_array_file(test_path, test_opts, test_kind)
     layout_t = _layout(xt.shape, f"'{test_path}'")
-    shape, shape_t = _sample_shape(x.shape, layout), _sample_shape(xt.shape, layout_t)
+    shape_t = _sample_shape(xt.shape, layout_t)
     if shape != shape_t:
         raise DataError(
             f"Test file '{test_path}' holds samples of shape {shape_t} but '{path}' holds "
             f"{shape}; train and test samples must have the same shape."
         )
     what = f"arrays from '{name}', test from '{opts['test']}'"
-    return _finish_given_split(name, what, (x, layout, xt, layout_t), labels, labels_t, opts)
+    return _finish_given_split(
+        name,
+        what,
+        (x, layout, xt, layout_t),
+        labels,
+        labels_t,
+        opts,
+        wheres=(f"The training file '{path}'", f"The test file '{test_path}'"),
+        footprint=footprint,
+    )
 
 
 def _not_numpy_message(path: Path) -> str:

@@ -9,6 +9,8 @@ import numpy as np
 
 from wae_toolkit.data.dataset import Dataset, _from_arrays
 from wae_toolkit.data.options import _bind
+from wae_toolkit.errors import DataError
+from wae_toolkit.memory import check_fits
 
 _BUILTINS: dict[str, str] = {
     "digits": "1,797 real 8x8 handwritten digits bundled with scikit-learn, in [0, 1], 10 classes "
@@ -63,9 +65,19 @@ _TOYS: dict[str, Callable[[int, float, np.random.Generator], tuple[np.ndarray, A
     "ring": _ring,
 }
 
+#: Peak bytes per point while a toy set is generated, split and converted (float64 coordinates,
+#: angles, labels and noise, then the float32 parts; measured: 81 for moons, the largest).
+_TOY_BYTES_PER_POINT = 96
+
 
 def _load_toy(name: str, options: Mapping[str, Any] | None) -> Dataset:
     opts = _bind(options, name, f"the built-in data set '{name}'")
+    check_fits(  # refused before generating: a huge n would end in the out-of-memory killer
+        opts["n"] * _TOY_BYTES_PER_POINT,
+        f"The {name} toy set with n={opts['n']:,}",
+        "use a smaller n (the default is 4,000)",
+        error=DataError,
+    )
     rng = np.random.default_rng(opts["seed"])
     x, labels = _TOYS[name](opts["n"], opts["noise"], rng)
     what = f"{name} toy set, noise {opts['noise']:g}, seed {opts['seed']}"

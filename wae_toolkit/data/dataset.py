@@ -24,6 +24,7 @@ import torch
 
 from wae_toolkit.data.layout import _gather
 from wae_toolkit.errors import DataError
+from wae_toolkit.memory import check_fits
 
 
 @dataclass
@@ -63,9 +64,47 @@ class Dataset:
         return len(self.sample_shape) == 3
 
 
+@dataclass(frozen=True)
+class _Footprint:
+    """What reading samples costs in memory, so that a size is refused before it is allocated.
+
+    Attributes:
+        per_sample: bytes per sample read (its float32 copy, and any scratch per sample).
+        what: the samples, as they follow their count in a message ("images of 'x' at 64x64
+            pixels").
+        fix: what to do instead, for the message.
+        fixed: bytes needed once besides the samples (decoding scratch).
+    """
+
+    per_sample: int
+    what: str
+    fix: str
+    fixed: int = 0
+
+    def check(self, n_read: int, extra: int = 0) -> None:
+        """Refuse reading ``n_read`` samples (and ``extra`` bytes of indices) that cannot fit."""
+        check_fits(
+            n_read * self.per_sample + self.fixed + extra,
+            f"Reading {n_read:,} {self.what}",
+            self.fix,
+            error=DataError,
+        )
+
+
+#: Bytes per sample of the split's index arrays: NumPy's permutations (int64, with a copy), and
+#: the Python 2 shuffle's list of Python ints.
+_INDEX_BYTES = {"numpy": 16, "python2": 64}
+
+
+def _test_count(n: int, fraction: float) -> int:
+    """The size of the test part of ``n`` samples split with ``fraction``: at least 1, and at
+    most ``n - 1``."""
+    return min(max(math.ceil(n * fraction - 1e-9), 1), n - 1)
+
+
 def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Permute ``range(n)`` with ``seed``; the last ``ceil(fraction * n)`` indices are the test."""
-    n_test = min(max(math.ceil(n * fraction - 1e-9), 1), n - 1)
+    n_test = _test_count(n, fraction)
     perm = np.random.default_rng(seed).permutation(n)
     return perm[: n - n_test], perm[n - n_test :]
 
@@ -93,14 +132,18 @@ def _python2_shuffle(n: int, seed: int) -> np.ndarray:
     return np.asarray(order, dtype=np.int64)
 
 
-def _holdout_split(order: np.ndarray, holdout: int, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Split a shuffled ``order`` of indices: the last ``holdout`` are the test part."""
-    n = len(order)
+def _check_holdout(holdout: int, n: int, name: str) -> None:
     if not 1 <= holdout <= n - 1:
         raise DataError(
             f"Data option holdout={holdout:,} does not fit '{name}', which holds {n:,} samples; "
             f"holdout must be between 1 and {n - 1:,} so that both parts keep a sample."
         )
+
+
+def _holdout_split(order: np.ndarray, holdout: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Split a shuffled ``order`` of indices: the last ``holdout`` are the test part."""
+    n = len(order)
+    _check_holdout(holdout, n, name)
     return order[: n - holdout], order[n - holdout :]
 
 
@@ -121,14 +164,20 @@ def _finish(
     opts: dict[str, Any],
     unbounded: bool = False,
 ) -> Dataset:
-    """Check finiteness, infer the value range (unless ``unbounded``) and describe the data."""
-    lo = min(float(train.min()), float(test.min()))
-    hi = max(float(train.max()), float(test.max()))
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise DataError(
-            f"The data ({what}) holds NaN or infinite values; only finite numbers can be used, "
-            "so clean or drop those samples first."
-        )
+    """Infer the value range (unless ``unbounded``) and describe the data.
+
+    Data read from files were checked for NaN and infinite values as they were converted
+    (:func:`~wae_toolkit.data.layout._gather`); the minimum and maximum of each part (which
+    torch computes as NaN when a NaN is there) only guard the other sources.
+    """
+    lows, highs = (float(train.min()), float(test.min())), (float(train.max()), float(test.max()))
+    for label, lo_part, hi_part in zip(("training", "test"), lows, highs, strict=True):
+        if not (math.isfinite(lo_part) and math.isfinite(hi_part)):
+            raise DataError(
+                f"The {label} part of the data ({what}) holds NaN or infinite values; only finite "
+                "numbers can be used, so clean or drop those samples first."
+            )
+    lo, hi = min(lows), max(highs)
     value_range: tuple[float, float] | None
     if unbounded:
         value_range, range_text = None, "unbounded"
@@ -180,36 +229,55 @@ def _from_arrays(
 ) -> Dataset:
     """Split in-memory float arrays (built-ins) with the options ``test_fraction``/``seed``."""
 
-    def take(idx: np.ndarray) -> torch.Tensor:
+    def take(idx: np.ndarray, part: str) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.float32))
 
     return _finish_split(name, what, len(x), take, labels, opts, unbounded)
+
+
+def _check_split(n: int, opts: dict[str, Any], name: str, footprint: _Footprint) -> None:
+    """Refuse a split of ``n`` samples (as :func:`_finish_split` makes it with ``opts``) whose
+    indices and used samples cannot fit in memory, before anything is allocated."""
+    if opts.get("holdout") is None:
+        n_test, index_bytes = _test_count(n, opts["test_fraction"]), _INDEX_BYTES["numpy"]
+    else:
+        _check_holdout(opts["holdout"], n, name)
+        shuffle = "numpy" if opts.get("split") == "paper" else "python2"
+        n_test, index_bytes = opts["holdout"], _INDEX_BYTES[shuffle]
+    n_train = n - n_test if opts["limit"] is None else min(n - n_test, opts["limit"])
+    footprint.check(n_train + n_test, extra=n * index_bytes)
 
 
 def _finish_split(
     name: str,
     what: str,
     n: int,
-    take: Callable[[np.ndarray], torch.Tensor],
+    take: Callable[[np.ndarray, str], torch.Tensor],
     labels: np.ndarray | None,
     opts: dict[str, Any],
     unbounded: bool = False,
+    footprint: _Footprint | None = None,
 ) -> Dataset:
     """Split ``n`` samples with ``test_fraction``/``seed`` (or, when the options hold a
     ``holdout``, the last ``holdout`` samples of the reference code's shuffle: NumPy's for
     ``split="paper"``, Python 2's otherwise), keep the first ``limit`` training indices, read each
-    part with ``take(indices)`` and :func:`_finish` the data set."""
+    part with ``take(indices, part)`` (``part`` is ``"training"`` or ``"test"``) and
+    :func:`_finish` the data set. With a ``footprint``, reading the samples that are used (and
+    the split's indices) is first checked against the machine's memory."""
+    paper = opts.get("split") == "paper"
+    if footprint is not None:
+        _check_split(n, opts, name, footprint)
     if opts.get("holdout") is None:
         train_idx, test_idx = _split(n, opts["test_fraction"], opts["seed"])
     else:
-        shuffle = _numpy_shuffle if opts.get("split") == "paper" else _python2_shuffle
+        shuffle = _numpy_shuffle if paper else _python2_shuffle
         train_idx, test_idx = _holdout_split(shuffle(n, opts["seed"]), opts["holdout"], name)
     train_idx = train_idx[: opts["limit"]]
     return _finish(
         name,
         what,
-        take(train_idx),
-        take(test_idx),
+        take(train_idx, "training"),
+        take(test_idx, "test"),
         _labels_tensor(labels, train_idx),
         _labels_tensor(labels, test_idx),
         opts,
@@ -224,12 +292,20 @@ def _finish_given_split(
     labels: np.ndarray | None,
     test_labels: np.ndarray | None,
     opts: dict[str, Any],
+    wheres: tuple[str, str] = ("The training data", "The test data"),
+    footprint: _Footprint | None = None,
 ) -> Dataset:
     """Keep a given train/test split, ``arrays = (x, layout, x_test, layout_test)``: the first
-    ``limit`` training samples and the whole test part; labels only if both parts have them."""
+    ``limit`` training samples and the whole test part; labels only if both parts have them.
+    ``wheres`` name the two parts in messages about bad values; with a ``footprint``, reading
+    them is first checked against the machine's memory."""
     x, layout, xt, layout_t = arrays
-    train_idx = np.arange(min(len(x), opts["limit"] or len(x)))
-    train, test = _gather(x, train_idx, layout), _gather(xt, None, layout_t)
+    n_train = min(len(x), opts["limit"] or len(x))
+    if footprint is not None:
+        footprint.check(n_train + len(xt), extra=n_train * _INDEX_BYTES["numpy"])
+    train_idx = np.arange(n_train)
+    train = _gather(x, train_idx, layout, wheres[0])
+    test = _gather(xt, None, layout_t, wheres[1])
     if labels is None or test_labels is None:
         labels = test_labels = None
     return _finish(

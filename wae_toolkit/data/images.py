@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wae_toolkit.data.dataset import Dataset, _finish_split
+from wae_toolkit.data.dataset import Dataset, _finish_split, _Footprint
 from wae_toolkit.data.options import _bind, _given
 from wae_toolkit.errors import DataError
 
@@ -111,7 +111,7 @@ def _load_image_folder(
         )
     mode = "L" if channels == 1 else "RGB"
 
-    def read(idx: np.ndarray) -> torch.Tensor:
+    def read(idx: np.ndarray, part: str) -> torch.Tensor:
         out = np.empty((len(idx), channels, height, width), dtype=np.float32)
 
         def one(j: int) -> str | None:
@@ -142,14 +142,30 @@ def _load_image_folder(
 
     what = f"images from '{name}'" + (", classes from sub-folders" if has_classes else "")
     resolved = dict(opts, channels=channels)
-    return _finish_split(name, what, len(paths), read, labels, resolved)
+    pixels = channels * width * height
+    footprint = _Footprint(
+        per_sample=4 * pixels,  # the float32 tensors
+        # each thread decodes one image at a time: converted, resized and copied (uint8)
+        fixed=3 * pixels * _workers(len(paths)),
+        what=f"images of '{name}' at {width}x{height} pixels with {channels} channel(s)",
+        fix=(
+            "use a smaller --data-opt size"
+            if size is not None
+            else "resize them with --data-opt size=N, or keep fewer with --data-opt limit=N"
+        ),
+    )
+    return _finish_split(name, what, len(paths), read, labels, resolved, footprint=footprint)
 
 
 def _map(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
     """``[fn(i) for i in items]``, on a few threads for long lists (Pillow releases the GIL)."""
     items = list(items)
-    if len(items) < 256:
+    if _workers(len(items)) == 1:
         return [fn(i) for i in items]
-    workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=_workers(len(items))) as pool:
         return list(pool.map(fn, items, chunksize=64))
+
+
+def _workers(n: int) -> int:
+    """Threads :func:`_map` uses for ``n`` items."""
+    return 1 if n < 256 else min(8, os.cpu_count() or 1)

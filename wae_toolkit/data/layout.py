@@ -6,6 +6,7 @@ float32 tensor in chunks, and validating label arrays.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -59,12 +60,23 @@ def _check_dtype(dtype: np.dtype, where: str) -> None:
         )
 
 
-def _gather(x: np.ndarray, idx: np.ndarray | None, layout: str) -> torch.Tensor:
-    """Copy the samples ``x[idx]`` (all when ``idx`` is None) into one float32 tensor."""
+def _gather(
+    x: np.ndarray, idx: np.ndarray | None, layout: str, where: str | None = None
+) -> torch.Tensor:
+    """Copy the samples ``x[idx]`` (all when ``idx`` is None) into one float32 tensor.
+
+    The samples are read and converted a chunk at a time (a memory-mapped file is never read
+    whole). For floating point data each converted chunk is checked as it is written: NaN,
+    infinities and values beyond float32's range are refused with a :class:`DataError` that
+    begins with ``where`` (e.g. ``"The test part of 'x.npy'"``), counts the bad values and names
+    the first bad sample by its index in ``x``. Integer data cannot hold such values.
+    """
     n = len(x) if idx is None else len(idx)
     out = np.empty((n, *_sample_shape(x.shape, layout)), dtype=np.float32)
-    per_sample = max(1, int(np.prod(x.shape[1:])) * x.dtype.itemsize)
+    per_sample = max(1, math.prod(x.shape[1:]) * x.dtype.itemsize)
     step = max(1, _CHUNK_BYTES // per_sample)
+    check = x.dtype.kind == "f"
+    bad_values, first_bad = 0, -1
     for start in range(0, n, step):
         stop = min(start + step, n)
         part = x[start:stop] if idx is None else x[idx[start:stop]]
@@ -73,7 +85,23 @@ def _gather(x: np.ndarray, idx: np.ndarray | None, layout: str) -> torch.Tensor:
             part = part[:, None]
         elif layout == "hwc":
             part = part.transpose(0, 3, 1, 2)
-        out[start:stop] = part
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 -> inf
+            out[start:stop] = part
+        if check:
+            bad = ~np.isfinite(out[start:stop])
+            count = int(np.count_nonzero(bad))
+            if count:
+                rows = np.flatnonzero(bad.reshape(stop - start, -1).any(axis=1)) + start
+                first = int((rows if idx is None else idx[rows]).min())
+                bad_values += count
+                first_bad = first if first_bad < 0 else min(first_bad, first)
+    if bad_values:
+        raise DataError(
+            f"{where or 'The data'} holds {bad_values:,} NaN or infinite value"
+            f"{'s' if bad_values > 1 else ''} (or values beyond float32's range), the first in "
+            f"sample {first_bad:,} (counting from 0); only finite numbers can be used, so clean "
+            "or drop those samples first."
+        )
     if x.dtype == np.uint8:
         out /= 255.0
     return torch.from_numpy(out)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from wae_toolkit.config import MAX_SEED, _show
 from wae_toolkit.data.expected import MNIST_FILES_TEXT
 from wae_toolkit.errors import DataError, did_you_mean
 from wae_toolkit.options import convert, type_name
@@ -149,19 +150,28 @@ def _bind(options: Mapping[str, Any] | None, table_name: str, source: str) -> di
 
 
 def _check_values(opts: dict[str, Any]) -> None:
+    """Refuse values out of range. Sizes are bounded by 2^63 - 1 here (so that they print and
+    save as JSON); whether a size fits in memory is told by each source, which knows the bytes
+    per sample (:mod:`wae_toolkit.memory`)."""
+
     def bad(key: str, rule: str) -> DataError:
-        return DataError(f"Data option {key}={opts[key]!r} is not allowed; {key} must be {rule}.")
+        return DataError(
+            f"Data option {key}={_show(opts[key])} is not allowed; {key} must be {rule}."
+        )
 
     f = opts.get("test_fraction")
     if f is not None and not 0.0 < f < 1.0:
         raise bad("test_fraction", "between 0 and 1 (exclusive), for example 0.2")
-    if opts.get("seed") is not None and opts["seed"] < 0:
-        raise bad("seed", "a non-negative integer")
+    if opts.get("seed") is not None and not 0 <= opts["seed"] <= MAX_SEED:
+        raise bad("seed", "an integer from 0 to 2^63 - 1")
     for key in ("limit", "size", "crop", "holdout"):
         if opts.get(key) is not None and opts[key] < 1:
             raise bad(key, "a positive integer")
     if opts.get("n") is not None and opts["n"] < 2:
         raise bad("n", "at least 2 (train and test need one point each)")
+    for key in ("limit", "size", "crop", "holdout", "n"):
+        if opts.get(key) is not None and opts[key] > MAX_SEED:
+            raise bad(key, "at most 2^63 - 1")
     noise = opts.get("noise")
     if noise is not None and not (math.isfinite(noise) and noise >= 0):
         raise bad("noise", "a finite number >= 0")

@@ -164,6 +164,7 @@ def _seed(tmp: Path, run: Path) -> list[Variant]:
         (["run", "--data", "moons", "--data-opt", f"seed={big}", *out], data_words),
         (["run", "--config", toml, *out], data_words),
         (["run", "--data", "moons", "--seed", big, *out], ["seed", "9223372036854775807"]),
+        (["run", "--prior", "gmm", "--prior-opt", f"seed={big}", *out], ["seed", "2^63 - 1"]),
     ]
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from wae_toolkit.config import MAX_SEED
 from wae_toolkit.errors import UsageError
 from wae_toolkit.interfaces import Prior
 
@@ -246,6 +247,8 @@ class GaussianMixturePrior(Prior):
             raise UsageError(f"radius must be a finite number; got {radius!r}.")
         if placement not in ("random", "spread"):
             raise UsageError(f"placement must be 'random' or 'spread'; got {placement!r}.")
+        if not 0 <= seed <= MAX_SEED:
+            raise UsageError(f"seed must be an integer from 0 to 2^63 - 1; got {seed}.")
         k = int(components)
         self.components, self.radius, self.std, self.seed = k, float(radius), float(std), seed
         self.learnable, self.placement = bool(learnable), placement

@@ -119,3 +119,56 @@ def test_set_names_only_run_settings(capsys):
     assert code == 2 and "Did you mean 'epochs'?" in error_line(err)
     code, _, err = wae(capsys, "config", "show", "--set", "epochs=three")
     assert code == 2 and "expected an integer" in error_line(err)
+
+
+def test_yaml_anchors_and_merge_keys_within_the_limits(tmp_path, capsys):
+    """Ordinary aliases and merge keys are fine: only their expanded size counts."""
+    (tmp_path / "exp.yaml").write_text(
+        "penalty: gan-js\n"
+        "penalty_opts:\n"
+        "  <<: &critic {hidden: 32, layers: 2}\n"
+        "  lr: 0.0005\n"
+        "lr_schedule: [&half [10, 0.5], [20, 0.1]]\n"
+    )
+    code, stdout, err = wae(capsys, "config", "show", "--config", str(tmp_path / "exp.yaml"))
+    if importlib.util.find_spec("yaml") is None:
+        return
+    assert code == 0, err
+    rows = {line.split("│")[1].strip(): line for line in stdout.splitlines() if "│" in line}
+    assert "32" in rows["penalty_opts.hidden"] and "0.0005" in rows["penalty_opts.lr"]
+
+
+def test_dots_brackets_and_quotes_inside_toml_strings_are_not_nesting(tmp_path):
+    from wae_toolkit.configfile import read_config_file
+
+    dots = ".".join("x" * 40)
+    opening = "[" * 40 + "{" * 40
+    text = (
+        f"# {opening} {dots}\n"
+        f'experiment = "{dots} {opening} \\" {opening}"\n'
+        f"tracking_uri = '''\n{opening}\n{dots}\n'''\n"
+        f"data = '{opening}.{dots}'\n"
+        "epochs = 2 # [[[[\n"
+        "[data_opts]\n"
+        f'"a.b" = """\n{dots} \\""" {opening}"""\n'
+    )
+    (tmp_path / "exp.toml").write_text(text)
+    data = read_config_file(tmp_path / "exp.toml")
+    assert data["experiment"].startswith(dots) and data["epochs"] == 2
+    assert data["data_opts"]["a.b"].endswith(opening)
+
+
+def test_limits_are_generous_for_real_files(tmp_path):
+    """A file just under the size limit, 32 levels of nesting and a per-epoch schedule of
+    10,000 epochs are read."""
+    from wae_toolkit.configfile import MAX_BYTES, MAX_DEPTH, read_config_file
+
+    pad = MAX_BYTES - 100
+    (tmp_path / "big.toml").write_text("# " + "x" * pad + "\nepochs = 2\n")
+    assert read_config_file(tmp_path / "big.toml") == {"epochs": 2}
+    deep = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
+    (tmp_path / "deep.json").write_text('{"track": ' + deep + "}")
+    assert read_config_file(tmp_path / "deep.json")["track"] == json.loads(deep)
+    schedule = [[e, 0.99**e] for e in range(10_000)]
+    (tmp_path / "schedule.json").write_text(json.dumps({"lr_schedule": schedule}))
+    assert read_config_file(tmp_path / "schedule.json")["lr_schedule"] == schedule

@@ -50,7 +50,14 @@ class PluginVersionWarning(UserWarning):
     trained with."""
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+def did_you_mean(word: object, choices: Iterable[object]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when none is close.
+
+    Only text is compared: a word that is not text (a YAML key such as ``1`` or ``null``) or is
+    very long gets no suggestion, and choices that are not text are skipped.
+    """
+    if not isinstance(word, str) or len(word) > 200:  # difflib is quadratic in the length
+        return ""
+    names = [c for c in choices if isinstance(c, str)]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""

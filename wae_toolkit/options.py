@@ -117,6 +117,31 @@ def parse_assignments(items: list[str] | tuple[str, ...] | None, flag: str) -> d
     return out
 
 
+#: The integers an option may hold: what torch sizes, seeds and checkpoints can hold (64 bits).
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueError("expected an integer")
+
+
+def _in_int64(value: int) -> int:
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise ValueError("expected an integer from -2^63 to 2^63 - 1 (64 bits)")
+    return value
+
+
 def convert(value: Any, annotation: Any) -> Any:
     """Convert ``value`` (CLI text or a Python value) to ``annotation``; raise ``ValueError``."""
     if annotation is inspect.Parameter.empty or annotation is Any:
@@ -160,18 +185,7 @@ def convert(value: Any, annotation: Any) -> Any:
             return value.strip().lower() in _TRUE
         raise ValueError("expected a boolean (true or false)")
     if annotation is int:
-        if isinstance(value, bool):
-            raise ValueError("expected an integer")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise ValueError("expected an integer")
+        return _in_int64(_to_int(value))
     if annotation is float:
         if isinstance(value, bool):
             raise ValueError("expected a number")
@@ -210,8 +224,10 @@ def bind_options(cls: type, options: dict[str, Any], kind: str, name: str) -> di
         try:
             kwargs[key] = convert(value, spec.annotation)
         except ValueError as exc:
+            from wae_toolkit.config import _show  # repr() fails on ints beyond 4300 digits
+
             raise PluginOptionError(
-                f"Bad value {value!r} for option '{key}' of {kind} '{name}': {exc} "
+                f"Bad value {_show(value)} for option '{key}' of {kind} '{name}': {exc} "
                 f"(type {spec.type_name})."
             ) from None
     return kwargs

@@ -225,10 +225,31 @@ def resolve_config(
         ``"penalty_opts.hidden"``) one of ``"default"``, ``"preset NAME"``, ``"file PATH"``,
         ``"command line"`` (or two joined by ``+`` when options merged).
     """
+    from wae_toolkit.config import _show
+
+    def differ(a: Any, b: Any) -> bool:
+        """``a != b`` for any values (an array from a Python caller compares element-wise)."""
+        try:
+            return bool(a != b)
+        except Exception:  # no single truth value: count them as different
+            return a is not b
+
+    def empty(value: Any) -> bool:
+        """Options that add nothing: None or an empty mapping (also ``""``, ``[]``, ``0`` from
+        a Python caller, as before)."""
+        try:
+            return not value
+        except Exception:  # an object without a truth value: validation names it
+            return False
+
     names = {f.name for f in dataclasses.fields(RunConfig)}
-    unknown = sorted(set(given) - names)
+    unknown = sorted((k for k in given if k not in names), key=str)
     if unknown:
-        raise UsageError(f"Unknown run setting(s) {', '.join(unknown)}.")
+        hint = did_you_mean(unknown[0], names) if len(unknown) == 1 else ""
+        raise UsageError(
+            f"Unknown run setting(s) {', '.join(_show(k) for k in unknown)}.{hint} "
+            f"Allowed: {', '.join(sorted(names))}."
+        )
     from_file: dict[str, Any] = {}
     if config_file is not None:
         from wae_toolkit.configfile import read_config_file
@@ -255,7 +276,7 @@ def resolve_config(
             if (
                 plugin_field in layer
                 and plugin_field in values
-                and (layer[plugin_field] != values[plugin_field])
+                and differ(layer[plugin_field], values[plugin_field])
             ):
                 # Naming another plugin drops the earlier options for the old one.
                 values.pop(f"{plugin_field}_opts", None)
@@ -264,7 +285,14 @@ def resolve_config(
                     del sources[k]
         for key, value in layer.items():
             if key in _OPTS:
-                if not value:
+                if config_file and layer is from_file and not isinstance(value, dict | None):
+                    from wae_toolkit.configfile import quoted_path
+
+                    raise UsageError(
+                        f"{quoted_path(config_file)}: {key} must be a table of option names to "
+                        f"values; got {_show(value)}."
+                    )
+                if empty(value):
                     continue
                 if not isinstance(value, dict):
                     values[key] = value  # validation names the problem

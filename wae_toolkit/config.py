@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -135,6 +136,22 @@ class RunConfig:
     tracking_uri: str | None = None
     experiment: str = DEFAULT_EXPERIMENT
 
+    def __post_init__(self) -> None:
+        """Take what Python callers naturally pass: paths for ``data`` and ``out``, NumPy
+        scalars (``np.int64(10)``) for numbers, in the settings and the plugin options."""
+        for name in ("data", "out"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                setattr(self, name, os.fspath(value))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict):
+                setattr(self, f.name, {k: _plain(v) for k, v in value.items()})
+            elif isinstance(value, list | tuple) and f.name in ("lr_schedule", "track"):
+                setattr(self, f.name, [_plain(v) for v in value])
+            else:
+                setattr(self, f.name, _plain(value))
+
     def problems(self) -> list[str]:
         """Every problem with the values, one sentence each (empty when the config is valid).
 
@@ -144,12 +161,13 @@ class RunConfig:
         p: list[str] = []
 
         is_int, is_num = _is_int, is_finite_number
+        int64 = (1 << 63) - 1  # counts beyond 64 bits overflow torch and checkpoints
 
-        def bounded(name: str, low: int, high: int | None = None) -> None:
+        def bounded(name: str, low: int, high: int = int64) -> None:
             v = getattr(self, name)
             if not is_int(v) or v < low:
                 p.append(f"{name} must be an integer >= {low}; got {_show(v)}.")
-            elif high is not None and v > high:
+            elif v > high:
                 p.append(f"{name} must be an integer from {low} to {high}; got {_show(v)}.")
 
         if self.latent_dim is not None:
@@ -279,7 +297,7 @@ class RunConfig:
                 isinstance(item, list | tuple)
                 and len(item) == 2
                 and _is_int(item[0])
-                and item[0] >= 0
+                and 0 <= item[0] <= MAX_SEED
                 and is_finite_number(item[1])
                 and item[1] > 0
             )
@@ -287,7 +305,10 @@ class RunConfig:
         if not bad:
             return []
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        return [f"lr_schedule entries must be (epoch >= 0, factor > 0); got {_show(bad[0])}{more}."]
+        return [
+            f"lr_schedule entries must be (epoch from 0 to {MAX_SEED}, factor > 0); "
+            f"got {_show(bad[0])}{more}."
+        ]
 
     def _prior_dim_problems(self) -> list[str]:
         """The prior's ``dim`` is the latent dimension; an explicit ``dim`` option must agree."""
@@ -295,10 +316,10 @@ class RunConfig:
         if not isinstance(opts, dict) or opts.get("dim") is None:
             return []
         dim = _as_int(opts["dim"])
-        if dim is None or dim < 1:
+        if dim is None or not 1 <= dim <= MAX_LATENT_DIM:
             return [
-                "prior_opts dim must be an integer >= 1 (it is the latent dimension, which the "
-                f"toolkit fills in; drop it); got {_show(opts['dim'])}."
+                f"prior_opts dim must be an integer from 1 to {MAX_LATENT_DIM} (it is the latent "
+                f"dimension, which the toolkit fills in; drop it); got {_show(opts['dim'])}."
             ]
         latent = self.latent_dim
         known = isinstance(latent, int) and _is_int(latent) and 1 <= latent <= MAX_LATENT_DIM
@@ -417,9 +438,26 @@ def _show(value: Any, limit: int = 60) -> str:
     try:
         text = repr(value)
     except Exception:  # a repr that fails (an int beyond Python's digit limit, an odd object)
-        text = f"<{type(value).__name__}>"
+        if isinstance(value, int):
+            text = f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+        else:
+            text = f"<{type(value).__name__}>"
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds (tuples and lists item by item); anything
+    else as it is."""
+    if isinstance(value, tuple | list) and any(type(v).__module__ == "numpy" for v in value):
+        return type(value)(_plain(v) for v in value)
+    item = getattr(value, "item", None)
+    if type(value).__module__ == "numpy" and callable(item) and getattr(value, "ndim", 1) == 0:
+        try:
+            return item()
+        except (TypeError, ValueError):
+            return value
+    return value
 
 
 def _is_int(value: Any) -> bool:

@@ -104,14 +104,24 @@ def load(run_dir: str | Path, device: str = "cpu", **plugins: Any) -> WAE:
 
     Args:
         run_dir: a folder written by ``wae run`` or :func:`fit`.
-        device: where the model goes (``cpu``, ``cuda``, ``cuda:N``).
+        device: where the model goes (``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``).
         plugins: the classes (or instances) the run was trained with that are not installed
             plugins, by kind (``prior=MyPrior``, ``network=...``); the run's ``config.json``
             names them ``"module:QualifiedName"``.
-    """
-    import json
 
-    from wae_toolkit.runs import SUMMARY, load_run
+    Returns:
+        the model, with ``run_dir`` and ``summary`` (the run's ``summary.json``; empty when the
+        run has none, or when it cannot be read or is not a JSON object: then a
+        :class:`~wae_toolkit.runs.RunFileWarning` says so, and the model is loaded all the same).
+
+    Raises:
+        UsageError: one sentence: a device that is not available, not a run folder, a damaged
+            ``config.json`` or ``model.safetensors``, weights holding NaN or infinite values (a
+            run that diverged), plugins that are not installed.
+    """
+    import warnings
+
+    from wae_toolkit.runs import SUMMARY, RunFileWarning, file_problem, load_run, read_json_object
 
     wrong = sorted(k for k, v in plugins.items() if k not in KINDS or isinstance(v, str))
     if wrong:
@@ -122,9 +132,14 @@ def load(run_dir: str | Path, device: str = "cpu", **plugins: Any) -> WAE:
     classes, objects = _plugin_objects(dict(plugins))
     with _using(classes, objects):
         loaded = load_run(run_dir, device=device)
-    summary_path = Path(run_dir) / SUMMARY
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    return _finish(loaded.model, Path(run_dir), summary)
+    summary, why = read_json_object(Path(run_dir) / SUMMARY)
+    if why is not None:
+        warnings.warn(
+            f"{file_problem(repr(str(Path(run_dir) / SUMMARY)), why)}; model.summary is empty.",
+            RunFileWarning,
+            stacklevel=2,
+        )
+    return _finish(loaded.model, Path(run_dir), summary or {})
 
 
 def _finish(model: WAE, run_dir: Path, summary: dict[str, Any]) -> WAE:

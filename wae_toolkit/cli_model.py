@@ -7,7 +7,8 @@ file is never replaced unless ``--overwrite`` is given.
 
 from __future__ import annotations
 
-import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from wae_toolkit.config import MAX_SEED
+from wae_toolkit.config import MAX_SEED, is_number
 from wae_toolkit.errors import UsageError
 from wae_toolkit.memory import check_fits
 
@@ -72,9 +73,8 @@ def _write(path: Path, array: Any, loaded: Any, nrow: int = 8) -> None:
 
 def _load(run: str, device: str) -> Any:
     from wae_toolkit.runs import load_run
-    from wae_toolkit.train import resolve_device
 
-    return load_run(run, device=str(resolve_device(device)))
+    return load_run(run, device=device)  # checks the device first, as --device
 
 
 def _data(loaded: Any, data: str | None, data_opt: list[str] | None, split: str) -> Any:
@@ -254,6 +254,12 @@ def interpolate_command(
     out.print(f"{pairs} interpolations of {steps} steps -> {escape(str(path))}", soft_wrap=True)
 
 
+#: The names ``wae run`` gives run folders: ``<data>-<penalty>-YYYYMMDD-HHMMSS[-N]``.
+_RUN_NAME = re.compile(r".+-\d{8}-\d{6}(-\d+)?")
+#: The cells of a row besides the run's name.
+_CELLS = 7
+
+
 def _status(folder: Path, summary: dict[str, Any]) -> str:
     if summary:
         return "finished"
@@ -265,6 +271,80 @@ def _status(folder: Path, summary: dict[str, Any]) -> str:
     return f"stopped at step {int(ckpt.stem.split('-')[1])}"
 
 
+def _run_entries(root: Path) -> list[Path]:
+    """The entries of ``root`` that are (or were meant to be) run folders, newest first: those
+    holding a ``config.json`` (even a damaged one) and those named as ``wae run`` names runs."""
+    try:
+        entries = list(root.iterdir())
+    except OSError as exc:
+        raise UsageError(f"Cannot read the folder '{root}': {exc.strerror or exc}.") from None
+    found = [
+        p for p in entries if os.path.lexists(p / "config.json") or _RUN_NAME.fullmatch(p.name)
+    ]
+
+    def mtime(p: Path) -> float:
+        for q in (p / "config.json", p):
+            try:
+                return os.lstat(q).st_mtime
+            except OSError:
+                continue
+        return 0.0
+
+    return sorted(found, key=lambda p: (mtime(p), p.name), reverse=True)
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = str(value)
+    return escape(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def _num(summary: dict[str, Any], key: str) -> str:
+    v = summary.get(key)
+    if not is_number(v):
+        return "-"
+    try:
+        return f"{float(v):.4g}"
+    except OverflowError:  # an int too large for a float
+        return "-"
+
+
+def _run_row(p: Path) -> list[str]:
+    """The cells of one entry's row after its name; what is wrong, in a few words, when it is
+    not a readable run."""
+    from wae_toolkit.runs import CONFIG, SUMMARY, read_json_object
+
+    def problem(text: str) -> list[str]:
+        return [""] * (_CELLS - 1) + [escape(text)]
+
+    if not p.is_dir():
+        if p.is_symlink() and not p.exists():
+            return problem("broken symbolic link")
+        return problem("not a folder")
+    record, why = read_json_object(p / CONFIG)
+    if why is not None:
+        return problem(f"unreadable config.json ({why})")
+    if record is None:
+        return problem("no config.json")
+    run = record.get("run")
+    if not isinstance(run, dict):
+        return problem("unreadable config.json (no run section)")
+    summary, why = read_json_object(p / SUMMARY)
+    status = _status(p, summary or {})
+    if why is not None:
+        status = f"unreadable summary.json ({why}); {status}"
+    summary = summary or {}
+    steps = summary.get("steps")
+    return [
+        _short(run.get("data", "")),
+        _short(run.get("penalty", "")),
+        _short(steps) if is_number(steps) else "-",
+        _num(summary, "test_cost"),
+        _num(summary, "test_mmd"),
+        _num(summary, "prior_mmd"),
+        escape(status),
+    ]
+
+
 def runs_list_command(
     folder: str = typer.Argument("runs", help="Where to look for run folders."),
 ) -> None:
@@ -272,12 +352,8 @@ def runs_list_command(
     root = Path(folder)
     if not root.is_dir():
         raise UsageError(f"'{root}' is not a folder.")
-    runs = sorted(
-        (p for p in root.iterdir() if (p / "config.json").is_file()),
-        key=lambda p: (p / "config.json").stat().st_mtime,
-        reverse=True,
-    )
-    table = Table(title=f"runs in {root}", title_justify="left")
+    runs = _run_entries(root)
+    table = Table(title=f"runs in {escape(str(root))}", title_justify="left")
     for col in ("run", "data", "penalty", "steps", "test cost", "test MMD", "floor"):
         table.add_column(
             col, justify="right" if col in ("steps", "test cost") else "left", overflow="fold"
@@ -285,28 +361,10 @@ def runs_list_command(
     table.add_column("status", min_width=10, overflow="fold")
     for p in runs:
         try:
-            record = json.loads((p / "config.json").read_text())
-            run = record["run"]
-            summary_path = p / "summary.json"
-            summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-        except (OSError, ValueError, KeyError, TypeError):
-            table.add_row(escape(p.name), "", "", "", "", "", "", "unreadable config.json")
-            continue
-
-        def num(key: str, summary: dict[str, Any] = summary) -> str:
-            v = summary.get(key)
-            return f"{v:.4g}" if isinstance(v, int | float) else "-"
-
-        table.add_row(
-            escape(p.name),
-            escape(str(run.get("data", ""))),
-            escape(str(run.get("penalty", ""))),
-            str(summary.get("steps", "-")),
-            num("test_cost"),
-            num("test_mmd"),
-            num("prior_mmd"),
-            escape(_status(p, summary)),
-        )
+            cells = _run_row(p)
+        except Exception as exc:  # one damaged run never hides the others
+            cells = [""] * (_CELLS - 1) + [f"cannot be read ({type(exc).__name__})"]
+        table.add_row(escape(p.name), *cells)
     if not runs:
         out.print(f"No runs in '{escape(str(root))}'.")
         return

@@ -26,7 +26,8 @@ DEFAULT_EXPERIMENT = "wae-toolkit"
 MAX_LATENT_DIM = 1 << 16
 MAX_THREADS = (1 << 31) - 1  # torch.set_num_threads takes a C int
 MAX_SEED = (1 << 63) - 1  # torch seeds are 64-bit; training also seeds with seed + 1
-_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+#: The devices a run may name (``torch.device`` takes more, which the toolkit does not use).
+DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclass
@@ -205,7 +206,7 @@ class RunConfig:
             p.append(f"compile must be true or false; got {_show(self.compile)}.")
         if not isinstance(self.overwrite, bool):
             p.append(f"overwrite must be true or false; got {_show(self.overwrite)}.")
-        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+        if not isinstance(self.device, str) or not DEVICE_NAMES.fullmatch(self.device):
             p.append(f"device must be auto, cpu, cuda, cuda:N or mps; got {_show(self.device)}.")
         if not _is_one_of(self.precision, PRECISIONS):
             p.append(

@@ -95,35 +95,67 @@ def save_scatter(path: Path, title: str, sets: dict[str, Tensor]) -> Path:
     return path
 
 
+def _label(text: Any) -> str:
+    """``text`` drawn as it is in a legend (as :func:`wae_toolkit.html_report.curves.literal`):
+    ``$`` escaped so that it never starts mathtext, no leading ``_``, at most 60 characters."""
+    text = str(text)
+    text = (text if len(text) <= 60 else text[:57] + "...").replace("$", "\\$")
+    return " " + text if text.startswith("_") else text
+
+
+def _finite(value: Any) -> float:
+    """A logged value as a float to draw; NaN (not drawn) for anything else or non-finite."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a float
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
 def save_loss_curves(path: Path, records: list[dict[str, Any]]) -> Path | None:
-    """Plot the step losses (cost, penalty, total) and the held-out evaluations over training."""
-    steps = [r for r in records if r.get("kind") == "step"]
-    evals = [r for r in records if r.get("kind") == "eval"]
+    """Plot the step losses (cost, penalty, total) and the held-out evaluations over training.
+
+    Records come from ``metrics.jsonl``: values that are not finite numbers are left out, and
+    metric names are drawn as they are (never as mathtext)."""
+    steps = [
+        r for r in records if r.get("kind") == "step" and math.isfinite(_finite(r.get("step")))
+    ]
+    evals = [
+        r for r in records if r.get("kind") == "eval" and math.isfinite(_finite(r.get("step")))
+    ]
     if not steps:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
-    xs = [r["step"] for r in steps]
-    terms = ["loss", "cost", "penalty"] + sorted(
-        {k for r in steps for k in r} - {"kind", "epoch", "step", "loss", "cost", "penalty"}
-    )
-    for key in terms:
-        axes[0].plot(xs, [r.get(key, float("nan")) for r in steps], label=key)
-    axes[0].set_xlabel("step")
-    axes[0].set_title("training losses per term")
-    axes[0].set_yscale("symlog", linthresh=1e-3)
-    axes[0].legend()
-    if evals:
-        ex = [r["step"] for r in evals]
-        axes[1].plot(ex, [r["test_mmd"] for r in evals], marker="o", label="test MMD(codes, prior)")
-        axes[1].plot(ex, [r["prior_mmd"] for r in evals], ls="--", label="MMD(prior, prior) floor")
-        axes[1].set_yscale("log")
-        axes[1].set_xlabel("step")
-        axes[1].set_title("latent matching (held-out)")
-        axes[1].legend()
-    else:
-        axes[1].axis("off")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        xs = [_finite(r["step"]) for r in steps]
+        terms = ["loss", "cost", "penalty"] + sorted(
+            {str(k) for r in steps for k in r}
+            - {"kind", "epoch", "step", "loss", "cost", "penalty"}
+        )
+        for key in terms:
+            axes[0].plot(xs, [_finite(r.get(key)) for r in steps], label=_label(key))
+        axes[0].set_xlabel("step")
+        axes[0].set_title("training losses per term")
+        axes[0].set_yscale("symlog", linthresh=1e-3)
+        axes[0].legend()
+        if evals:
+            ex = [_finite(r["step"]) for r in evals]
+            mmd = [_finite(r.get("test_mmd")) for r in evals]
+            floor = [_finite(r.get("prior_mmd")) for r in evals]
+            axes[1].plot(ex, mmd, marker="o", label="test MMD(codes, prior)")
+            axes[1].plot(ex, floor, ls="--", label="MMD(prior, prior) floor")
+            if any(v > 0 for v in mmd + floor):
+                axes[1].set_yscale("log")
+            axes[1].set_xlabel("step")
+            axes[1].set_title("latent matching (held-out)")
+            axes[1].legend()
+        else:
+            axes[1].axis("off")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
     return path

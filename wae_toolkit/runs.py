@@ -271,11 +271,149 @@ class MetricsWriter:
         self._file.close()
 
 
+class RunFileWarning(UserWarning):
+    """A file of a run folder that using its model does not need (``summary.json``) could not
+    be read; it was treated as missing."""
+
+
+#: The largest JSON file of a run folder that is read (config.json, summary.json, eval.json).
+MAX_JSON_BYTES = 64 * 2**20
+
+
+def _parse_int(text: str) -> int | float:
+    """A JSON integer; beyond 18 digits a float (``inf`` past a float's range). Run files never
+    hold such integers, and a float cannot overflow where the value is drawn or formatted."""
+    return int(text) if len(text) <= 19 else float(text)
+
+
+class _TooDeep(ValueError):
+    """JSON nested deeper than Python's recursion allows."""
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON text as Python values; integers too long for a float are read as floats.
+
+    Raises:
+        ValueError: not JSON, or nested too deeply.
+    """
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except RecursionError:
+        raise _TooDeep("nested too deeply") from None
+
+
+class _Unreadable(Exception):
+    """Why a run file cannot be read: a few words that follow "could not be read"."""
+
+
+def _check_plain_file(path: Path, limit: int | None = MAX_JSON_BYTES) -> None:
+    """Check that ``path`` is a plain file that can be read (a link is followed; nothing is
+    changed).
+
+    Raises:
+        FileNotFoundError: there is no entry of that name (not even a broken link).
+        _Unreadable: a broken link, a link loop, not a plain file, larger than ``limit`` bytes.
+    """
+    import stat
+
+    if not os.path.lexists(path):
+        raise FileNotFoundError(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and path.is_symlink():
+            raise _Unreadable("a symbolic link to nothing") from None
+        raise _Unreadable(exc.strerror or type(exc).__name__) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _Unreadable("not a plain file")
+    if limit is not None and st.st_size > limit:
+        raise _Unreadable(f"larger than {limit // 2**20} MB")
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of a JSON file of a run folder (see :func:`_check_plain_file`)."""
+    _check_plain_file(path)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _Unreadable(exc.strerror or type(exc).__name__) from None
+
+
+def read_json_file(path: str | Path) -> tuple[Any, str | None]:
+    """The JSON value in ``path``, and ``None``; ``(None, None)`` when there is no such entry;
+    ``(None, why)`` when it cannot be read or is not JSON (``why``: a few words, such as
+    ``"JSONDecodeError"`` or ``"Permission denied"``). Links are followed; nothing is changed.
+    Never raises."""
+    try:
+        data = _read_bytes(Path(path))
+        text = data.decode("utf-8")
+    except FileNotFoundError:
+        return None, None
+    except _Unreadable as exc:
+        return None, str(exc)
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    try:
+        return parse_json(text), None
+    except _TooDeep as exc:
+        return None, str(exc)
+    except ValueError as exc:
+        return None, type(exc).__name__
+
+
+def read_json_object(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """Like :func:`read_json_file`, for a file that must hold a JSON object (``summary.json``,
+    ``eval.json``); any other JSON value gives ``(None, "not a JSON object")``."""
+    value, why = read_json_file(path)
+    if why is None and not isinstance(value, dict) and os.path.lexists(path):
+        return None, "not a JSON object"
+    return value, why
+
+
+def file_problem(name: str, why: str) -> str:
+    """``"summary.json could not be read (JSONDecodeError)"``: ``why`` from
+    :func:`read_json_object` in words, without a final period."""
+    if why == "not a JSON object":
+        return f"{name} is not a JSON object"
+    return f"{name} could not be read ({why})"
+
+
+def read_metrics_file(path: str | Path) -> tuple[list[dict[str, Any]], int, str | None]:
+    """The records of a ``metrics.jsonl`` file: its lines that are JSON objects, how many other
+    lines were skipped, and why the file could not be read at all (``None`` when it could, or
+    is absent). Bytes that are not UTF-8 are replaced. Never raises."""
+    path = Path(path)
+    records: list[dict[str, Any]] = []
+    bad = 0
+    try:
+        _check_plain_file(path, limit=None)
+        with open(path, "rb") as fh:
+            for raw in fh:
+                line = raw.decode("utf-8", errors="replace")
+                if not line.strip():
+                    continue
+                try:
+                    record = parse_json(line)
+                except ValueError:
+                    bad += 1
+                    continue
+                if isinstance(record, dict):
+                    records.append(record)
+                else:
+                    bad += 1
+    except FileNotFoundError:
+        return [], 0, None
+    except _Unreadable as exc:
+        return [], 0, str(exc)
+    except OSError as exc:
+        return records, bad, exc.strerror or type(exc).__name__
+    return records, bad, None
+
+
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All records of a run's ``metrics.jsonl``."""
-    path = Path(run_dir) / METRICS
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """The records of a run's ``metrics.jsonl``: its lines that are JSON objects (the others
+    are skipped; an absent or unreadable file has none). Never raises."""
+    return read_metrics_file(Path(run_dir) / METRICS)[0]
 
 
 def save_weights(path: Path, tensors: dict[str, Any]) -> None:
@@ -363,12 +501,18 @@ def _read_record(path: Path) -> dict[str, Any]:
         UsageError: no such file, not JSON, or a section of the wrong shape; one sentence.
     """
     cfg_path = path / CONFIG
-    if not cfg_path.is_file():
-        raise UsageError(f"'{path}' is not a run folder: it has no {CONFIG}.")
+    try:
+        data = _read_bytes(cfg_path)
+    except FileNotFoundError:
+        raise UsageError(f"'{path}' is not a run folder: it has no {CONFIG}.") from None
+    except _Unreadable as exc:
+        raise UsageError(
+            f"Cannot read '{cfg_path}' ({exc}); give a run folder written by wae run."
+        ) from None
     try:
         try:
-            record = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (ValueError, RecursionError, UnicodeDecodeError):
+            record = parse_json(data.decode("utf-8"))
+        except ValueError:  # not UTF-8, not JSON, nested too deeply
             raise _BadRecord("it is not a JSON file written by wae run") from None
         if not isinstance(record, dict):
             raise _BadRecord("it is not a JSON object")
@@ -399,17 +543,45 @@ def _read_record(path: Path) -> dict[str, Any]:
     return record
 
 
+def _check_finite(weights_path: Path, tensors: dict[str, Any]) -> None:
+    """Refuse weights holding NaN or infinite values (a run that diverged, or a damaged file)."""
+    import torch
+
+    bad = sorted(
+        k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    )
+    if bad:
+        raise UsageError(
+            f"The weights in '{weights_path}' hold NaN or infinite values ({len(bad)} of "
+            f"{len(tensors)} tensors, the first '{bad[0][:80]}'): the run diverged or the file was "
+            "damaged, so its model cannot be used; train it again (a lower --lr or --lambda "
+            "usually helps) or use an earlier checkpoint of it."
+        )
+
+
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     """Load a run folder written by :func:`wae_toolkit.train.train`.
 
     Plugins are resolved by name through the registry (so they must be installed); weights are
     read from safetensors; nothing is unpickled.
+
+    Args:
+        run_dir: the run folder.
+        device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``, checked as ``--device`` is.
+
+    Raises:
+        UsageError: one sentence: a device that is not available, not a run folder, a damaged
+            ``config.json`` or ``model.safetensors``, weights holding NaN or infinite values (a
+            run that diverged), plugins that are not installed.
     """
     from safetensors.torch import load_file
 
     from wae_toolkit.components import build_components
     from wae_toolkit.config import RunConfig
 
+    from wae_toolkit.train import resolve_device
+
+    dev = resolve_device(str(device))
     path = Path(run_dir)
     record = _read_record(path)
     config = RunConfig.from_dict(record["run"])
@@ -419,22 +591,34 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
     _check_plugins(path, record.get("plugins", {}))
     comps = build_components(config, shape, value_range)
     weights_path = path / WEIGHTS
-    if not weights_path.is_file():
-        raise UsageError(f"The run folder '{path}' has no {WEIGHTS}; the run did not finish.")
+    try:
+        _check_plain_file(weights_path, limit=None)
+    except FileNotFoundError:
+        raise UsageError(
+            f"The run folder '{path}' has no {WEIGHTS}; the run did not finish."
+        ) from None
+    except _Unreadable as exc:
+        raise UsageError(
+            f"Cannot read '{weights_path}' ({exc}); the run cannot be loaded."
+        ) from None
     try:
         tensors = load_file(str(weights_path))
     except Exception as exc:  # safetensors raises its own error types
-        raise UsageError(f"'{weights_path}' is not a valid safetensors file: {exc}.") from None
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")[:200]
+        raise UsageError(f"'{weights_path}' is not a valid safetensors file: {why}.") from None
+    _check_finite(weights_path, tensors)
     model_sd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     pen_sd = {k[8:]: v for k, v in tensors.items() if k.startswith("penalty.")}
     try:
         comps.model.load_state_dict(model_sd)
         comps.penalty.load_state_dict(pen_sd)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # "Error(s) in loading state_dict for WAE:", then the problems
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["?"]
+        detail = lines[min(1, len(lines) - 1)][:200].rstrip(".:, ")
         raise UsageError(
-            f"The weights in '{weights_path}' do not fit the model its configuration describes: "
-            f"{str(exc).splitlines()[0]}"
+            f"The weights in '{weights_path}' do not fit the model its configuration describes "
+            f"({detail}); they belong to another run."
         ) from None
-    comps.model.to(device).eval()
-    comps.penalty.to(device).eval()
+    comps.model.to(dev).eval()
+    comps.penalty.to(dev).eval()
     return LoadedRun(path, config, record, comps.model, comps.penalty, comps.cost)

@@ -36,7 +36,7 @@ from wae_toolkit.checkpoint import (
     save_checkpoint,
 )
 from wae_toolkit.components import Components, build_components
-from wae_toolkit.config import RunConfig
+from wae_toolkit.config import DEVICE_NAMES, RunConfig
 from wae_toolkit.data import Dataset, load_dataset
 from wae_toolkit.distributed import (
     DistContext,
@@ -128,10 +128,11 @@ class RunResult:
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when torch sees a GPU, else CPU; other names are checked."""
+    if not isinstance(device, str) or not DEVICE_NAMES.fullmatch(device):
+        shown = str(device) if len(str(device)) <= 60 else str(device)[:57] + "..."
+        raise UsageError(f"The device must be auto, cpu, cuda, cuda:N or mps; got '{shown}'.")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.partition(":")[0] not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps; got '{device}'.")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(

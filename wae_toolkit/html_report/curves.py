@@ -10,8 +10,7 @@ import io
 import math
 from typing import Any
 
-from wae_toolkit.config import is_number
-from wae_toolkit.html_report.markup import esc
+from wae_toolkit.html_report.markup import esc, finite
 from wae_toolkit.html_report.read import Run
 
 #: Step losses beyond this many points are averaged in bins before they are drawn.
@@ -31,11 +30,20 @@ def _binned(xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]
     return bx, by
 
 
+def literal(text: Any) -> str:
+    """``text`` for a matplotlib label, drawn as it is (cut to 60 characters): ``$`` would start
+    mathtext (text such as ``$\\frac{$`` fails to parse), a leading ``_`` hides a legend entry."""
+    text = str(text)
+    text = (text if len(text) <= 60 else text[:57] + "...").replace("$", "\\$")
+    return " " + text if text.startswith("_") else text
+
+
 def _series(records: list[dict[str, Any]], kind: str, key: str) -> tuple[list[float], list[float]]:
+    """The finite points ``(step, record[key])`` of the records of ``kind``."""
     pts = [
         (float(r["step"]), float(r[key]))
         for r in records
-        if r.get("kind") == kind and is_number(r.get("step")) and is_number(r.get(key))
+        if r.get("kind") == kind and finite(r.get("step")) and finite(r.get(key))
     ]
     return [p[0] for p in pts], [p[1] for p in pts]
 
@@ -86,7 +94,7 @@ def _single_curves(fig: Any, run: Run) -> Any:
     for key in terms:
         xs, ys = _binned(*_series(recs, "step", key))
         if xs:
-            axes[0].plot(xs, ys, label=key, lw=1.2)
+            axes[0].plot(xs, ys, label=literal(key), lw=1.2)
             every += ys
     _scale(axes[0], every)
     axes[0].set_title("training losses per term")
@@ -130,7 +138,7 @@ def _compare_curves(fig: Any, runs: list[Run]) -> Any:
             if not xs:
                 continue
             marker = "o" if kind == "eval" else None
-            ax.plot(xs, ys, color=color, lw=1.2, marker=marker, ms=3.5, label=run.label)
+            ax.plot(xs, ys, color=color, lw=1.2, marker=marker, ms=3.5, label=literal(run.label))
             values += ys
             if key == "test_mmd":
                 fx, fy = _series(run.records, "eval", "prior_mmd")
@@ -149,7 +157,7 @@ def _legend_line(color: str, label: str) -> Any:
     """A legend entry: a line of ``color`` named ``label``."""
     from matplotlib.lines import Line2D
 
-    return Line2D([], [], color=color, lw=2, label=label)
+    return Line2D([], [], color=color, lw=2, label=literal(label))
 
 
 def curves_section(runs: list[Run]) -> str:

@@ -11,6 +11,8 @@ from wae_toolkit.html_report.markup import esc
 from wae_toolkit.html_report.read import Run
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: A larger figure file is not embedded (wae run's figures are well under 1 MB).
+MAX_PNG_BYTES = 32 * 2**20
 #: Figure file -> (title, caption, drawn for: "image", "2d" or "latent").
 FIGURES: dict[str, tuple[str, str, str]] = {
     "samples.png": ("Samples", "G(z) for codes z drawn from the prior.", "image"),
@@ -44,6 +46,8 @@ def _png(path: Path) -> tuple[bytes | None, str | None]:
     if not path.is_file():
         return None, None
     try:
+        if path.stat().st_size > MAX_PNG_BYTES:
+            return None, f"{path.name} is larger than {MAX_PNG_BYTES // 2**20} MB"
         data = path.read_bytes()
     except OSError as exc:
         return None, f"{path.name} could not be read ({exc.strerror or exc})"

@@ -5,9 +5,14 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
-from wae_toolkit.config import is_number
+from wae_toolkit.config import is_finite_number, is_number
+
+
+def finite(value: Any) -> TypeGuard[int | float]:
+    """A finite int or float (not a bool, not an int too large for a float)."""
+    return is_finite_number(value)
 
 
 def esc(value: Any) -> str:
@@ -36,7 +41,7 @@ def number(v: Any, digits: int = 4) -> str:
 
 
 def duration(seconds: Any) -> str:
-    if not is_number(seconds):
+    if not finite(seconds) or seconds < 0:
         return "&ndash;"
     s = float(seconds)
     if s < 60:

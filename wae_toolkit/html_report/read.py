@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wae_toolkit.config import is_number
 from wae_toolkit.errors import UsageError
+from wae_toolkit.html_report.markup import finite
 
 
 @dataclass
@@ -52,48 +53,36 @@ class Run:
         """Steps of the whole run, from the first epoch's record."""
         epochs = self.run.get("epochs")
         first = next((r for r in self.records if r.get("kind") == "epoch"), None)
-        if first is None or not is_number(epochs):
+        if first is None:
             return None
         step, epoch = first.get("step"), first.get("epoch")
-        if not (is_number(step) and is_number(epoch)) or epoch < 0:
+        if not (finite(step) and finite(epoch) and finite(epochs)) or epoch < 0:
             return None
-        per_epoch = step / (int(epoch) + 1)
-        return int(round(per_epoch * epochs)) if per_epoch else None
+        total = step / (int(epoch) + 1) * epochs
+        return int(round(total)) if total and math.isfinite(total) else None
 
 
-def _read_json(path: Path) -> tuple[Any, str | None]:
-    """The JSON in ``path`` (None when absent) and a note when it could not be read."""
-    if not path.is_file():
-        return None, None
-    try:
-        return json.loads(path.read_text(encoding="utf-8")), None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        return None, f"{path.name} could not be read ({type(exc).__name__}); it is left out"
+def _read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The JSON object in ``path`` (None when absent) and a note when it could not be used."""
+    from wae_toolkit.runs import file_problem, read_json_object
+
+    record, why = read_json_object(path)
+    if why is not None:
+        return None, f"{file_problem(path.name, why)}; it is left out"
+    return record, None
 
 
 def _read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The records of ``metrics.jsonl``, skipping lines that are not JSON objects."""
-    file = path / "metrics.jsonl"
-    if not file.is_file():
-        return [], ["metrics.jsonl is missing: no per-epoch table and no loss curves"]
-    records, bad = [], 0
-    try:
-        with open(file, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    bad += 1
-                    continue
-                if isinstance(rec, dict):
-                    records.append(rec)
-                else:
-                    bad += 1
-    except OSError as exc:
-        return [], [f"metrics.jsonl could not be read ({exc.strerror or exc})"]
-    notes = [f"{bad} line(s) of metrics.jsonl are not JSON records and were skipped"] * (bad > 0)
+    from wae_toolkit.runs import METRICS, read_metrics_file
+
+    file = path / METRICS
+    if not os.path.lexists(file):
+        return [], [f"{METRICS} is missing: no per-epoch table and no loss curves"]
+    records, bad, why = read_metrics_file(file)
+    notes = [f"{METRICS} could not be read ({why})"] if why else []
+    if bad:
+        notes.append(f"{bad} line(s) of {METRICS} are not JSON records and were skipped")
     return records, notes
 
 
@@ -104,7 +93,7 @@ def _read_evaluation(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     record, note = _read_json(path / EVAL_FILE)
     if record is None:
         return None, note
-    if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+    if not isinstance(record.get("metrics"), dict):
         return None, f"{EVAL_FILE} is not an evaluation record; it is left out"
     try:
         current = weights_hash(path)
@@ -136,9 +125,6 @@ def _read_run(path: Path, label: str) -> Run:
     summary, note = _read_json(path / "summary.json")
     if note:
         notes.append(note)
-    if summary is not None and not isinstance(summary, dict):
-        summary = None
-        notes.append("summary.json is not a JSON object; it is left out")
     records, more = _read_records(path)
     notes += more
     evaluation, note = _read_evaluation(path)
@@ -147,7 +133,8 @@ def _read_run(path: Path, label: str) -> Run:
     step: int | None
     if summary is not None:
         status, finished = "finished", True
-        step = summary.get("steps") if is_number(summary.get("steps")) else None
+        steps = summary.get("steps")
+        step = int(steps) if finite(steps) else None
     else:
         from wae_toolkit.checkpoint import latest_checkpoint
 
@@ -157,15 +144,23 @@ def _read_run(path: Path, label: str) -> Run:
             step = int(ckpt.stem.split("-")[1])
             status = f"stopped at step {step}"
         else:
-            logged = [r["step"] for r in records if is_number(r.get("step"))]
-            step = max(logged) if logged else None
+            logged = [r["step"] for r in records if finite(r.get("step"))]
+            step = int(max(logged)) if logged else None
             status = "not finished, no checkpoint"
     return Run(path, label, record, summary, records, evaluation, status, finished, step, notes)
 
 
+def _resolved(path: Path) -> Path:
+    """``path`` with its links resolved, or as an absolute path when they cannot be (a loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # Python < 3.13 raises RuntimeError on a link loop
+        return path.absolute()
+
+
 def _labels(paths: Sequence[Path]) -> list[str]:
     """Short names of the runs: the folder names, or the paths when names repeat."""
-    names = [p.resolve().name or str(p) for p in paths]
+    names = [_resolved(p).name or str(p) for p in paths]
     if len(set(names)) == len(names):
         return names
     return [str(p) for p in paths]
@@ -177,7 +172,7 @@ def read_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
         raise UsageError("Give at least one run folder to report on.")
     seen: dict[Path, Path] = {}
     for p in paths:
-        key = p.resolve()
+        key = _resolved(p)
         if key in seen:
             raise UsageError(f"The run '{p}' is given twice; name each run folder once.")
         seen[key] = p

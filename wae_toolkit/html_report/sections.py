@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from wae_toolkit.config import is_number
-from wae_toolkit.html_report.markup import duration, esc, html_table, number, td, value_text
+from wae_toolkit.html_report.markup import duration, esc, finite, html_table, number, td, value_text
 from wae_toolkit.html_report.read import Run
 
 #: A per-epoch table longer than this shows evenly spaced rows (and every row in a fold).
@@ -228,7 +228,7 @@ def _epoch_rows(run: Run) -> tuple[list[str], list[dict[str, Any]]]:
     train_cols: list[str] = []
     for rec in run.records:
         kind, epoch = rec.get("kind"), rec.get("epoch")
-        if not is_number(epoch):
+        if not finite(epoch):
             continue
         if kind == "epoch":
             done = int(epoch) + 1

@@ -42,8 +42,16 @@ class RunDataError(DataError):
 
 def _load(run_dir: str | Path, device: str) -> tuple[LoadedRun, Dataset, Dataset]:
     """The run, its data as trained (for the held-out split) and its data without ``limit``."""
+    from wae_toolkit.safe_io import link_problem
+
     path = Path(run_dir)
     check_run_folder(path)
+    if link_problem(path / EVAL_FILE, "file"):  # refused now: it could not be written at the end
+        raise UsageError(
+            f"Cannot write the evaluation record '{path / EVAL_FILE}': it is a symbolic link or "
+            "not a plain file, and wae eval never writes through a link; remove it (or replace "
+            "it with a plain file) and evaluate again."
+        )
     run = load_run(path, device=device)
     spec, opts = run.config.data, dict(run.config.data_opts)
     try:

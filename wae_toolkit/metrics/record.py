@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
+from wae_toolkit.config import is_number
 from wae_toolkit.errors import UsageError
 from wae_toolkit.runs import CONFIG, WEIGHTS
 
@@ -71,18 +71,38 @@ def weights_hash(run_dir: Path) -> str:
     return hashlib.sha256((run_dir / WEIGHTS).read_bytes()).hexdigest()
 
 
+def _is_record(record: dict[str, Any]) -> bool:
+    """Whether ``record`` has the shape :func:`wae_toolkit.metrics.evaluate_run` writes (what
+    ``wae compare`` shows from it)."""
+    n, metrics, skipped = record.get("n"), record.get("metrics"), record.get("skipped")
+    return (
+        isinstance(n, int)
+        and not isinstance(n, bool)
+        and isinstance(metrics, dict)
+        and all(
+            isinstance(m, dict)
+            and set(m) >= {"value", "floor"}
+            and all(v is None or is_number(v) for v in (m["value"], m["floor"]))
+            for m in metrics.values()
+        )
+        and isinstance(skipped, dict)
+        and all(isinstance(v, str) for v in skipped.values())
+    )
+
+
 def reusable(run_dir: Path, settings: dict[str, int]) -> dict[str, Any] | None:
-    """The run's ``eval.json`` when it was computed with ``settings`` on its current weights."""
-    eval_path = run_dir / EVAL_FILE
-    if not (eval_path.is_file() and (run_dir / WEIGHTS).is_file()):
+    """The run's ``eval.json`` when it was computed with ``settings`` on its current weights
+    (``None`` when it is absent, damaged, or of other settings or weights)."""
+    from wae_toolkit.runs import read_json_object
+
+    record, _ = read_json_object(run_dir / EVAL_FILE)
+    if record is None or record.get("settings") != settings or not _is_record(record):
         return None
     try:
-        record: dict[str, Any] = json.loads(eval_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        current = weights_hash(run_dir)
+    except OSError:
         return None
-    if record.get("settings") != settings or record.get("weights_sha256") != weights_hash(run_dir):
-        return None
-    return record
+    return record if record.get("weights_sha256") == current else None
 
 
 def best_index(values: list[float | None], floors: list[float | None], better: str) -> int | None:

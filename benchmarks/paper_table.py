@@ -23,7 +23,7 @@ import torch
 
 from wae_toolkit.metrics import evaluate_run
 from wae_toolkit.presets import resolve_config
-from wae_toolkit.train import train
+from wae_toolkit.training import train
 
 PRESETS = ("digits-vae", "digits-mmd", "digits-gan")
 COLUMNS = {

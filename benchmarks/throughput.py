@@ -30,7 +30,7 @@ import torch
 from wae_toolkit.components import build_components
 from wae_toolkit.config import RunConfig
 from wae_toolkit.model import adam
-from wae_toolkit.train import StepFunctions
+from wae_toolkit.training import StepFunctions
 
 #: name: (sample shape, latent dim, network options) -- the paper's setups.
 MODELS: dict[str, tuple[tuple[int, int, int], int, dict[str, Any]]] = {

@@ -59,7 +59,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-import wae_toolkit.train as wae_train  # noqa: E402
+import wae_toolkit.training as wae_train  # noqa: E402
 from wae_toolkit.components import build_components  # noqa: E402
 from wae_toolkit.config import RunConfig  # noqa: E402
 from wae_toolkit.data import load_dataset  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from wae_toolkit.train import Callback
+from wae_toolkit.training import Callback
 
 
 class StopAt(Callback):

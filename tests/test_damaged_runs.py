@@ -397,7 +397,7 @@ def _read_everything(place: Place, cache: Path) -> None:
 
 
 FUZZ = settings(
-    max_examples=25,
+    max_examples=12,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -846,9 +846,10 @@ def test_corrupt_idx_headers_are_refused(tmp_path):
 
 
 def test_seeds_are_bounded_where_their_generators_are(tmp_path):
-    assert_error("moons", {"seed": 2**63}, "seed=9223372036854775808", "0 to 2^63 - 1")
-    assert_error("moons", {"seed": 10**5000}, "seed", "0 to 2^63 - 1")  # no repr() failure
-    assert_error("moons", {"limit": 10**30}, "limit", "at most 2^63 - 1")
+    assert_error("moons", {"seed": 2**63}, "seed", "9223372036854775808", "to 2^63 - 1")
+    assert_error("moons", {"seed": -1}, "seed=-1", "from 0 to 2^63 - 1")
+    assert_error("moons", {"seed": 10**5000}, "seed", "to 2^63 - 1")  # no repr() failure
+    assert_error("moons", {"limit": 10**30}, "limit", "to 2^63 - 1")
     assert load_dataset("moons", {"seed": 2**63 - 1, "n": 10}).options["seed"] == 2**63 - 1
     write_mnist(tmp_path / "m")
     paper = {"split": "paper", "holdout": 3}

@@ -41,7 +41,7 @@ from wae_toolkit.checkpoint import (
 from wae_toolkit.config import RunConfig
 from wae_toolkit.errors import UsageError
 from wae_toolkit.faults import TrainingInterrupted
-from wae_toolkit.train import train
+from wae_toolkit.training import train
 
 from .test_resume import _same_run
 from .test_validation import assert_sentence, error_lines, wae
@@ -194,6 +194,27 @@ def test_atomic_writes_replace_a_link_never_its_target(tmp_path, outside):
     assert not (outside / "new.txt").exists()
 
 
+@pytest.mark.parametrize("writer", ["image grid", "scatter", "loss curves", "report"])
+def test_figures_and_reports_never_write_through_a_link(finished, tmp_path, outside, writer):
+    from wae_toolkit import figures
+    from wae_toolkit.html_report import write_report
+    from wae_toolkit.runs import read_metrics
+
+    link = tmp_path / "figure.png"
+    link.symlink_to(outside / "file.txt")
+    write = {
+        "image grid": lambda: figures.save_image_grid(link, torch.rand(4, 1, 8, 8)),
+        "scatter": lambda: figures.save_scatter(link, "t", {"a": torch.rand(5, 2)}),
+        "loss curves": lambda: figures.save_loss_curves(link, read_metrics(finished)),
+        "report": lambda: write_report([finished], link.with_suffix(".html"), overwrite=True),
+    }[writer]
+    if writer == "report":
+        link.rename(link.with_suffix(".html"))
+    with pytest.raises(safe_io.RunWriteError, match="symbolic link"):
+        write()
+    assert (outside / "file.txt").read_text() == "the user's file\n"
+
+
 def test_a_link_created_in_place_of_the_metrics_file_is_not_followed(tmp_path, outside):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"a": 1}\n')
@@ -339,7 +360,7 @@ class DiskFills:
 def test_a_full_disk_during_training_stops_with_one_sentence_and_resumes_exactly(
     tmp_path, monkeypatch
 ):
-    from wae_toolkit.train import Callback
+    from wae_toolkit.training import Callback
 
     disk = DiskFills(monkeypatch)
 
@@ -373,7 +394,7 @@ def test_a_full_disk_after_the_last_checkpoint_keeps_it_and_says_how_much_is_nee
         real(path, tensors)
 
     monkeypatch.setattr(runs, "save_weights", fill_then_save)
-    monkeypatch.setattr("wae_toolkit.train.save_weights", fill_then_save)
+    monkeypatch.setattr("wae_toolkit.training.save_weights", fill_then_save)
     out = tmp_path / "r"
     code, output = wae("run", "--out", str(out), *_flags(_cfg(out)))
     line = assert_clean(code, output, (1,))[0]

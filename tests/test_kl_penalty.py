@@ -21,7 +21,7 @@ from wae_toolkit.builtins.kl import KLPenalty
 from wae_toolkit.config import RunConfig
 from wae_toolkit.errors import UsageError
 from wae_toolkit.testing import IsotropicGaussian
-from wae_toolkit.train import train
+from wae_toolkit.training import train
 
 
 def _stats(b: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,7 +28,7 @@ from wae_toolkit.metrics.classifier import cache_root, dataset_key, load_or_trai
 from wae_toolkit.metrics.frechet import frechet, frechet_from_stats, trace_sqrt_product
 from wae_toolkit.metrics.ot import ot_distance, sinkhorn_divergence, w2_exact
 from wae_toolkit.metrics.sharpness import laplace_variance, sharpness
-from wae_toolkit.train import train
+from wae_toolkit.training import train
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -20,7 +20,7 @@ import wae_toolkit as wt
 from wae_toolkit.config import RunConfig
 from wae_toolkit.faults import TrainingInterrupted
 from wae_toolkit.html_report import GENERATOR, build_report, write_report
-from wae_toolkit.train import train
+from wae_toolkit.training import train
 
 from .callbacks import StopAt
 from .test_cli import error_line, wae

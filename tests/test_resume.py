@@ -27,7 +27,7 @@ from wae_toolkit.config import RunConfig
 from wae_toolkit.errors import UsageError, WaeError
 from wae_toolkit.faults import NonFiniteError, TrainingInterrupted
 from wae_toolkit.runs import load_run, read_metrics
-from wae_toolkit.train import train
+from wae_toolkit.training import train
 
 from .callbacks import CrashAt, StopAt
 from .test_cli import error_line, wae

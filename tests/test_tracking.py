@@ -26,7 +26,7 @@ from wae_toolkit.errors import UsageError
 from wae_toolkit.faults import TrainingInterrupted
 from wae_toolkit.runs import read_metrics
 from wae_toolkit.tracking import mlflow_store
-from wae_toolkit.train import train
+from wae_toolkit.training import train
 
 from .callbacks import CrashAt, StopAt
 from .test_cli import error_line, wae

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from wae_toolkit import registry
 from wae_toolkit.config import RunConfig
 from wae_toolkit.runs import load_run, read_metrics
-from wae_toolkit.train import train
+from wae_toolkit.training import train
 
 from .test_cli import wae
 

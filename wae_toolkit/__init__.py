@@ -14,6 +14,8 @@ __all__ = [
     "WaeError",
     "RunConfig",
     "train",
+    "Callback",
+    "RunResult",
     "fit",
     "load",
     "load_run",
@@ -36,13 +38,15 @@ if TYPE_CHECKING:
     from wae_toolkit.metrics import compare_runs, evaluate_run
     from wae_toolkit.presets import resolve_config
     from wae_toolkit.runs import load_run
-    from wae_toolkit.train import train
+    from wae_toolkit.training import Callback, RunResult, train
 
 __getattr__ = lazy_getattr(
     "wae_toolkit",
     {
         "RunConfig": "config",
-        "train": "train",
+        "train": "training",
+        "Callback": "training",
+        "RunResult": "training",
         "fit": "api",
         "load": "api",
         "load_run": "runs",

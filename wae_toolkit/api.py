@@ -52,7 +52,7 @@ def fit(
         config: a :class:`RunConfig`, or the path of a configuration file (TOML/JSON/YAML, or a
             run's ``config.json`` to repeat it), or None for the defaults.
         preset: a preset's name (below the file and the keyword settings).
-        callback: a :class:`wae_toolkit.train.Callback` to follow training.
+        callback: a :class:`wae_toolkit.training.Callback` to follow training.
         settings: run settings by name, as in :class:`RunConfig` (``lam`` or ``lambda``,
             ``penalty_opts={...}``...); they override the file and the preset. ``cost``,
             ``penalty``, ``prior`` and ``network`` also take a plugin class or instance.
@@ -78,7 +78,7 @@ def _fit(
     settings: dict[str, Any],
 ) -> WAE:
     from wae_toolkit.presets import resolve_config
-    from wae_toolkit.train import train
+    from wae_toolkit.training import train
 
     if isinstance(config, RunConfig):
         if preset is not None:

@@ -54,10 +54,10 @@ from torch import Tensor, nn
 
 from wae_toolkit import __version__
 from wae_toolkit.errors import UsageError, WaeError
+from wae_toolkit.memory import format_bytes
 from wae_toolkit.safe_io import (
     RunWriteError,
     make_folder,
-    size_text,
     write_atomic,
     write_error,
 )
@@ -902,7 +902,7 @@ def check_writable(run_dir: str | Path, needed_bytes: int) -> None:
     free = shutil.disk_usage(probe).free
     if free < needed_bytes:
         raise CheckpointError(
-            f"Cannot write {what}: the disk holding '{probe}' has {size_text(free)} free and the "
-            f"checkpoints need about {size_text(needed_bytes)}; free some space, keep fewer "
+            f"Cannot write {what}: the disk holding '{probe}' has {format_bytes(free)} free and "
+            f"the checkpoints need about {format_bytes(needed_bytes)}; free some space, keep fewer "
             "checkpoints, or choose another --out."
         )

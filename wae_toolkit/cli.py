@@ -348,7 +348,7 @@ def _check_nproc(nproc: int, device: str | None) -> None:
 
 def _train_and_report(config: Any, **kwargs: Any) -> None:
     """Train with a progress bar and print the summary; quiet on ranks other than 0."""
-    from wae_toolkit.train import Callback, train
+    from wae_toolkit.training import Callback, train
     from wae_toolkit.ui import RichProgress, print_summary
 
     if int(os.environ.get("RANK", "0") or 0) > 0:

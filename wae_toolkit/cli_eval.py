@@ -55,7 +55,7 @@ def _options(
     if problems:
         raise UsageError("\n".join(problems))
     if device is not None:
-        from wae_toolkit.train import resolve_device
+        from wae_toolkit.devices import resolve_device
 
         device = str(resolve_device(device))
     values = {"n_samples": samples, "seed": seed, "device": device, "cache_dir": cache_dir}

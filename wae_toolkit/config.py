@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+from wae_toolkit.devices import DEVICE_NAMES
 from wae_toolkit.errors import UsageError, did_you_mean
+from wae_toolkit.errors import short_repr as _show
 
 __all__ = ["RunConfig", "PAPER_BETAS"]
 
@@ -26,8 +27,6 @@ DEFAULT_EXPERIMENT = "wae-toolkit"
 MAX_LATENT_DIM = 1 << 16
 MAX_THREADS = (1 << 31) - 1  # torch.set_num_threads takes a C int
 MAX_SEED = (1 << 63) - 1  # torch seeds are 64-bit; training also seeds with seed + 1
-#: The devices a run may name (``torch.device`` takes more, which the toolkit does not use).
-DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 @dataclass
@@ -431,20 +430,6 @@ def parse_schedule(text: str) -> list[tuple[int, float]] | None:
                 f"30:0.5,50:0.1), 'paper' or 'none'; got '{part}'."
             ) from None
     return out
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, on one line, so that a message about a huge
-    or nested value stays one readable line."""
-    try:
-        text = repr(value)
-    except Exception:  # a repr that fails (an int beyond Python's digit limit, an odd object)
-        if isinstance(value, int):
-            text = f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-        else:
-            text = f"<{type(value).__name__}>"
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _plain(value: Any) -> Any:

@@ -33,8 +33,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from wae_toolkit.config import RunConfig, _show
+from wae_toolkit.config import RunConfig
 from wae_toolkit.errors import UsageError, did_you_mean
+from wae_toolkit.errors import short_repr as _show
 
 __all__ = ["read_config_file", "SUFFIXES", "MAX_BYTES", "MAX_DEPTH", "MAX_VALUES"]
 

@@ -7,6 +7,7 @@ The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``: 2 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 
 
@@ -61,3 +62,17 @@ def did_you_mean(word: object, choices: Iterable[object]) -> str:
     names = [c for c in choices if isinstance(c, str)]
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, on one line, so that a message about a huge
+    or nested value stays one readable line."""
+    try:
+        text = repr(value)
+    except Exception:  # a repr that fails (an int beyond Python's digit limit, an odd object)
+        if isinstance(value, int):
+            text = f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+        else:
+            text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,10 +1,12 @@
 """PNG figures of a run: image grids with Pillow, scatter plots and loss curves with matplotlib.
 
-Everything here writes files and returns their paths; nothing is shown on screen.
+Everything here writes files (atomically, never through a link) and returns their paths;
+nothing is shown on screen.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from wae_toolkit.safe_io import write_atomic
 
 __all__ = ["image_grid", "save_image_grid", "save_scatter", "save_loss_curves"]
 
@@ -64,8 +68,17 @@ def save_image_grid(path: Path, images: Tensor, **kwargs: Any) -> Path:
     """Write :func:`image_grid` of ``images`` to ``path`` (PNG)."""
     from PIL import Image
 
-    Image.fromarray(image_grid(images, **kwargs)).save(path)
+    buf = io.BytesIO()
+    Image.fromarray(image_grid(images, **kwargs)).save(buf, format="PNG")
+    write_atomic(path, buf.getvalue())
     return path
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """A matplotlib figure as a PNG, written atomically and never through a link."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_atomic(path, buf.getvalue())
 
 
 def _pyplot() -> Any:
@@ -90,8 +103,10 @@ def save_scatter(path: Path, title: str, sets: dict[str, Tensor]) -> Path:
     ax.legend(loc="upper right", markerscale=3)
     ax.set_aspect("equal", adjustable="datalim")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        _save_figure(fig, path)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -155,7 +170,7 @@ def save_loss_curves(path: Path, records: list[dict[str, Any]]) -> Path | None:
         else:
             axes[1].axis("off")
         fig.tight_layout()
-        fig.savefig(path)
+        _save_figure(fig, path)
     finally:
         plt.close(fig)
     return path

@@ -56,8 +56,13 @@ def device_memory(device: Any) -> int | None:
 
 
 def format_bytes(nbytes: int | float) -> str:
-    """``nbytes`` in GB for messages: ``"96.0 GB"``, ``"1,600.0 GB"``, and beyond a million GB
-    ``"8.0 x 10^14 GB"`` (a Python int of any size, without converting it to a float)."""
+    """``nbytes`` for messages: ``"12 kB"``, ``"3.2 MB"``, ``"96.0 GB"``, ``"1,600.0 GB"``, and
+    beyond a million GB ``"8.0 x 10^14 GB"`` (a Python int of any size, without converting it to
+    a float)."""
+    if nbytes < 1e6:
+        return f"{max(1, round(nbytes / 1e3))} kB"
+    if nbytes < 1e9:
+        return f"{nbytes / 1e6:.1f} MB"
     if nbytes < 1e15:
         return f"{nbytes / 1e9:,.1f} GB"
     exponent = math.floor(math.log10(nbytes)) - 9

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from wae_toolkit.errors import PluginOptionError, UsageError, did_you_mean
+from wae_toolkit.errors import short_repr as _show
 
 __all__ = ["OptionSpec", "plugin_options", "bind_options", "parse_assignments", "convert"]
 
@@ -224,8 +225,6 @@ def bind_options(cls: type, options: dict[str, Any], kind: str, name: str) -> di
         try:
             kwargs[key] = convert(value, spec.annotation)
         except ValueError as exc:
-            from wae_toolkit.config import _show  # repr() fails on ints beyond 4300 digits
-
             raise PluginOptionError(
                 f"Bad value {_show(value)} for option '{key}' of {kind} '{name}': {exc} "
                 f"(type {spec.type_name})."

@@ -225,7 +225,7 @@ def resolve_config(
         ``"penalty_opts.hidden"``) one of ``"default"``, ``"preset NAME"``, ``"file PATH"``,
         ``"command line"`` (or two joined by ``+`` when options merged).
     """
-    from wae_toolkit.config import _show
+    from wae_toolkit.errors import short_repr as _show
 
     def differ(a: Any, b: Any) -> bool:
         """``a != b`` for any values (an array from a Python caller compares element-wise)."""

@@ -560,7 +560,7 @@ def _check_finite(weights_path: Path, tensors: dict[str, Any]) -> None:
 
 
 def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
-    """Load a run folder written by :func:`wae_toolkit.train.train`.
+    """Load a run folder written by :func:`wae_toolkit.training.train`.
 
     Plugins are resolved by name through the registry (so they must be installed); weights are
     read from safetensors; nothing is unpickled.
@@ -578,8 +578,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
 
     from wae_toolkit.components import build_components
     from wae_toolkit.config import RunConfig
-
-    from wae_toolkit.train import resolve_device
+    from wae_toolkit.devices import resolve_device
 
     dev = resolve_device(str(device))
     path = Path(run_dir)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from wae_toolkit.errors import UsageError, WaeError
+from wae_toolkit.memory import format_bytes
 
 __all__ = [
     "RunWriteError",
@@ -59,15 +60,6 @@ class RunLockedError(UsageError):
     """Another process is training in the run folder."""
 
 
-def size_text(n: float) -> str:
-    """Bytes for a message: ``"3.2 MB"``, ``"12 kB"``."""
-    if n >= 1e9:
-        return f"{n / 1e9:.1f} GB"
-    if n >= 1e6:
-        return f"{n / 1e6:.1f} MB"
-    return f"{max(1, round(n / 1e3))} kB"
-
-
 def write_error(
     exc: OSError,
     folder: Path,
@@ -78,7 +70,7 @@ def write_error(
 ) -> RunWriteError:
     """The one sentence for a failed write of ``what`` into ``folder`` (``size``: bytes it
     needed; ``after``: a sentence to append, e.g. what was kept)."""
-    need = f" (it needs about {size_text(size)})" if size is not None else ""
+    need = f" (it needs about {format_bytes(size)})" if size is not None else ""
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
         why = f"the disk holding '{folder}' is full{need}; free some space or choose another --out"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -139,7 +131,7 @@ def link_problem(path: Path, want: str = "file") -> str | None:
         return (
             f"'{path}' is a symbolic link; wae-toolkit writes only plain files inside a run "
             "folder and never follows a link out of it: replace the link with the file it points "
-            "to, or remove it, or choose another --out."
+            "to, or remove it."
         )
     if want == "file" and not stat.S_ISREG(st.st_mode):
         return f"'{path}' is not a plain file; wae-toolkit writes a file of that name there."
@@ -149,9 +141,10 @@ def link_problem(path: Path, want: str = "file") -> str | None:
 
 
 def _check_target(path: Path, what: str) -> None:
-    problem = link_problem(path.parent, "folder") if path.parent != path else None
-    if problem is None:
-        problem = link_problem(path, "file")
+    """Refuse a file name that is a link or not a plain file. The folder it is in may be a link
+    (a run folder the user placed elsewhere on purpose); subfolders a run makes are checked by
+    :func:`make_folder`."""
+    problem = link_problem(path, "file")
     if problem is not None:
         raise RunWriteError(f"Cannot write {what}: {problem}")
 

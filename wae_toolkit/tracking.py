@@ -50,7 +50,7 @@ from wae_toolkit.runs import (
     WEIGHTS,
     write_json,
 )
-from wae_toolkit.train import Callback, RunResult
+from wae_toolkit.training import Callback, RunResult
 
 __all__ = [
     "MLflowTracker",

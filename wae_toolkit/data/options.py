@@ -12,9 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from wae_toolkit.config import MAX_SEED, _show
+from wae_toolkit.config import MAX_SEED
 from wae_toolkit.data.expected import MNIST_FILES_TEXT
 from wae_toolkit.errors import DataError, did_you_mean
+from wae_toolkit.errors import short_repr as _show
 from wae_toolkit.options import convert, type_name
 
 
@@ -142,7 +143,7 @@ def _bind(options: Mapping[str, Any] | None, table_name: str, source: str) -> di
             out[key] = convert(value, opt.annotation)
         except ValueError as exc:
             raise DataError(
-                f"Bad value {value!r} for data option '{key}': {exc} "
+                f"Bad value {_show(value)} for data option '{key}': {exc} "
                 f"(type {type_name(opt.annotation)})."
             ) from None
     _check_values(out)
@@ -150,9 +151,9 @@ def _bind(options: Mapping[str, Any] | None, table_name: str, source: str) -> di
 
 
 def _check_values(opts: dict[str, Any]) -> None:
-    """Refuse values out of range. Sizes are bounded by 2^63 - 1 here (so that they print and
-    save as JSON); whether a size fits in memory is told by each source, which knows the bytes
-    per sample (:mod:`wae_toolkit.memory`)."""
+    """Refuse values out of range. Integers are already within 64 bits (the option rules of
+    :func:`~wae_toolkit.options.convert`); whether a size fits in memory is told by each source,
+    which knows the bytes per sample (:mod:`wae_toolkit.memory`)."""
 
     def bad(key: str, rule: str) -> DataError:
         return DataError(
@@ -169,9 +170,6 @@ def _check_values(opts: dict[str, Any]) -> None:
             raise bad(key, "a positive integer")
     if opts.get("n") is not None and opts["n"] < 2:
         raise bad("n", "at least 2 (train and test need one point each)")
-    for key in ("limit", "size", "crop", "holdout", "n"):
-        if opts.get(key) is not None and opts[key] > MAX_SEED:
-            raise bad(key, "at most 2^63 - 1")
     noise = opts.get("noise")
     if noise is not None and not (math.isfinite(noise) and noise >= 0):
         raise bad("noise", "a finite number >= 0")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from wae_toolkit.html_report.sections import (
     header_facts,
 )
 from wae_toolkit.runs import REPORT_FILE
+from wae_toolkit.safe_io import write_text
 
 #: The content of the page's ``<meta name="generator">``; a file holding it may be replaced.
 GENERATOR = f"wae-toolkit {__version__}"
@@ -206,14 +206,5 @@ def write_report(
     runs = read_runs(run_dirs)
     path = Path(out) if out is not None else default_report_path([r.path for r in runs])
     _check_target(path, overwrite)
-    page = _page(runs)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(
-            f"Cannot write '{path}': {exc.strerror or exc}; choose another --out."
-        ) from None
+    write_text(path, _page(runs))  # atomic, never through a link; one sentence on failure
     return path

@@ -36,8 +36,9 @@ from wae_toolkit.checkpoint import (
     save_checkpoint,
 )
 from wae_toolkit.components import Components, build_components
-from wae_toolkit.config import DEVICE_NAMES, RunConfig
+from wae_toolkit.config import RunConfig
 from wae_toolkit.data import Dataset, load_dataset
+from wae_toolkit.devices import resolve_device
 from wae_toolkit.distributed import (
     DistContext,
     all_reduce_mean,
@@ -124,32 +125,6 @@ class RunResult:
     @property
     def model(self) -> Any:
         return self.components.model
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when torch sees a GPU, else CPU; other names are checked."""
-    if not isinstance(device, str) or not DEVICE_NAMES.fullmatch(device):
-        shown = str(device) if len(str(device)) <= 60 else str(device)[:57] + "..."
-        raise UsageError(f"The device must be auto, cpu, cuda, cuda:N or mps; got '{shown}'.")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(
-                f"--device {device} was asked for but this torch sees no CUDA GPU; use "
-                "--device cpu or --device auto."
-            )
-        idx = device.partition(":")[2]
-        if idx and (not idx.isdigit() or int(idx) >= torch.cuda.device_count()):
-            raise UsageError(
-                f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s), "
-                f"numbered 0 to {torch.cuda.device_count() - 1}."
-            )
-    if device == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise UsageError("--device mps was asked for but MPS is not available; use cpu or auto.")
-    return torch.device(device)
 
 
 #: Models with fewer parameters train on one CPU thread unless ``threads`` says otherwise.
@@ -289,7 +264,7 @@ def _checked_callback(callback: Any) -> Callback | None:
         shown = repr(callback)
         shown = shown if len(shown) <= 40 else shown[:37] + "..."
         raise UsageError(
-            "callback must be a wae_toolkit.train.Callback (or an object with its methods "
+            "callback must be a wae_toolkit.Callback (or an object with its methods "
             f"{', '.join(hooks)}); got {shown}."
         )
     return _DuckCallback(callback)
@@ -476,10 +451,10 @@ def _train_in(
 
 def _resume_hint(out: Path, ctx: DistContext, needed: int | None) -> str:
     """What to do after a failed write: resume from the newest checkpoint, or start again."""
-    from wae_toolkit.safe_io import size_text
+    from wae_toolkit.memory import format_bytes
 
     newest = latest_checkpoint(out)
-    room = f" (the whole run needs about {size_text(needed)})" if needed else ""
+    room = f" (the whole run needs about {format_bytes(needed)})" if needed else ""
     if newest is None:
         if not (out / CONFIG).is_file():
             return ""

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
+from wae_toolkit.config.presets import resolve_config
+from wae_toolkit.engine.loop import train
 from wae_toolkit.metrics import evaluate_run
-from wae_toolkit.presets import resolve_config
-from wae_toolkit.training import train
 
 PRESETS = ("digits-vae", "digits-mmd", "digits-gan")
 COLUMNS = {

@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from wae_toolkit import registry
-from wae_toolkit.kernels import squared_distances
-from wae_toolkit.testing import IsotropicGaussian
+from wae_toolkit.numerics.kernels import squared_distances
+from wae_toolkit.plugins import registry
+from wae_toolkit.plugins.testing import IsotropicGaussian
 
 #: Small critics so the adversarial penalties measure their estimator, not a 4x512 MLP.
 OPTIONS: dict[str, dict[str, Any]] = {

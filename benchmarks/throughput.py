@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
-from wae_toolkit.components import build_components
-from wae_toolkit.config import RunConfig
-from wae_toolkit.model import adam
-from wae_toolkit.training import StepFunctions
+from wae_toolkit.build.components import build_components
+from wae_toolkit.build.model import adam
+from wae_toolkit.config.settings import RunConfig
+from wae_toolkit.engine.loop import StepFunctions
 
 #: name: (sample shape, latent dim, network options) -- the paper's setups.
 MODELS: dict[str, tuple[tuple[int, int, int], int, dict[str, Any]]] = {

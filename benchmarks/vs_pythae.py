@@ -59,9 +59,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-import wae_toolkit.training as wae_train  # noqa: E402
-from wae_toolkit.components import build_components  # noqa: E402
-from wae_toolkit.config import RunConfig  # noqa: E402
+import wae_toolkit.engine.loop as wae_train  # noqa: E402
+from wae_toolkit.build.components import build_components  # noqa: E402
+from wae_toolkit.config.settings import RunConfig  # noqa: E402
 from wae_toolkit.data import load_dataset  # noqa: E402
 
 LAMBDA = 10.0

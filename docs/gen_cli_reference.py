@@ -200,7 +200,7 @@ def _command(command: Any, path: str, ctx: Any, level: int) -> list[str]:
 
 def render() -> str:
     """The whole page, as this version of the app describes itself."""
-    from wae_toolkit.cli import app
+    from wae_toolkit.cli.app import app
 
     root = typer.main.get_command(app)
     ctx = root.context_class(root, info_name="wae")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from wae_toolkit.training import Callback
+from wae_toolkit.engine.loop import Callback
 
 
 class StopAt(Callback):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wae_toolkit import registry
+from wae_toolkit.plugins import registry
 
 FAKE_DIST = "wae-fake-plugins"
 FAKE_VERSION = "0.3.0"
@@ -18,7 +18,7 @@ FAKE_VERSION = "0.3.0"
 GOOD = '''
 """A fake third-party plugin module."""
 import torch
-from wae_toolkit.interfaces import LatentPenalty
+from wae_toolkit.plugins.interfaces import LatentPenalty
 
 
 class MeanMatchPenalty(LatentPenalty):

@@ -16,10 +16,10 @@ from torch import Tensor
 import wae_toolkit as wt
 from wae_toolkit.builtins.mmd import IMQMMDPenalty
 from wae_toolkit.builtins.priors import GaussianPrior
-from wae_toolkit.cli import main
+from wae_toolkit.cli.app import main
 from wae_toolkit.data import load_dataset
-from wae_toolkit.interfaces import LatentPenalty
-from wae_toolkit.registry import IN_PROCESS, get_plugin_info
+from wae_toolkit.plugins.interfaces import LatentPenalty
+from wae_toolkit.plugins.registry import IN_PROCESS, get_plugin_info
 
 FAST = {"epochs": 1, "data_opts": {"limit": 200}, "device": "cpu", "seed": 3}
 

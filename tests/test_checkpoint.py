@@ -19,9 +19,8 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from wae_toolkit import checkpoint as ckpt
-from wae_toolkit import safe_io
-from wae_toolkit.checkpoint import (
+from wae_toolkit.engine import checkpoint as ckpt
+from wae_toolkit.engine.checkpoint import (
     CheckpointError,
     InvalidCheckpointError,
     check_writable,
@@ -33,6 +32,7 @@ from wae_toolkit.checkpoint import (
     save_checkpoint,
 )
 from wae_toolkit.errors import UsageError, WaeError
+from wae_toolkit.runs import safe_io as safe_io
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -212,9 +212,9 @@ def test_optimizer_not_created_yet(tmp_path):
 
 def test_adversarial_penalty_with_its_critic_resumes_bitwise(tmp_path):
     """The toolkit's own objects: the WAE (with its prior), a critic penalty and both optimizers."""
-    from wae_toolkit.components import build_components
-    from wae_toolkit.config import RunConfig
-    from wae_toolkit.model import adam
+    from wae_toolkit.build.components import build_components
+    from wae_toolkit.build.model import adam
+    from wae_toolkit.config.settings import RunConfig
 
     config = RunConfig(
         penalty="wgan-gp", latent_dim=2, penalty_opts={"hidden": 8}, network_opts={"hidden": 16}
@@ -425,7 +425,8 @@ def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path):
         """
         import os, signal, sys
         import torch
-        from wae_toolkit import checkpoint as ckpt, safe_io
+        from wae_toolkit.engine import checkpoint as ckpt
+        from wae_toolkit.runs import safe_io as safe_io
 
         model = torch.nn.Linear(3, 3)
         ckpt.save_checkpoint(sys.argv[1], 1, modules={"m": model}, keep=1)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wae_toolkit.cli import main
+from wae_toolkit.cli.app import main
 
 from .conftest import FAKE_DIST
 
@@ -172,7 +172,7 @@ def test_verbose_shows_the_traceback(capsys, tmp_path):
 
 def test_help_and_list_do_not_import_torch():
     code = (
-        "import sys; from wae_toolkit.cli import main\n"
+        "import sys; from wae_toolkit.cli.app import main\n"
         "try:\n    main(['plugins', 'list'])\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
@@ -186,7 +186,7 @@ def test_console_script_is_installed():
 
 
 def test_the_example_distribution_trains_through_the_cli(capsys, tmp_path, monkeypatch):
-    from wae_toolkit.registry import AUTOLOAD_ENV, get_plugin_info
+    from wae_toolkit.plugins.registry import AUTOLOAD_ENV, get_plugin_info
 
     monkeypatch.setenv(AUTOLOAD_ENV, "0")  # --builtins-only sets it to 1; restored afterwards
 

@@ -17,7 +17,7 @@ def _report():
     bad = [m for m in ("torch", "wae_toolkit.builtins.mmd", "wae_energy") if m in sys.modules]
     sys.stderr.write("IMPORTED:" + ",".join(bad) + "\\n")
 atexit.register(_report)
-from wae_toolkit.cli import main
+from wae_toolkit.cli.app import main
 main([])
 """
 

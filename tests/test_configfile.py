@@ -139,7 +139,7 @@ def test_yaml_anchors_and_merge_keys_within_the_limits(tmp_path, capsys):
 
 
 def test_dots_brackets_and_quotes_inside_toml_strings_are_not_nesting(tmp_path):
-    from wae_toolkit.configfile import read_config_file
+    from wae_toolkit.config.configfile import read_config_file
 
     dots = ".".join("x" * 40)
     opening = "[" * 40 + "{" * 40
@@ -161,7 +161,7 @@ def test_dots_brackets_and_quotes_inside_toml_strings_are_not_nesting(tmp_path):
 def test_limits_are_generous_for_real_files(tmp_path):
     """A file just under the size limit, 32 levels of nesting and a per-epoch schedule of
     10,000 epochs are read."""
-    from wae_toolkit.configfile import MAX_BYTES, MAX_DEPTH, read_config_file
+    from wae_toolkit.config.configfile import MAX_BYTES, MAX_DEPTH, read_config_file
 
     pad = MAX_BYTES - 100
     (tmp_path / "big.toml").write_text("# " + "x" * pad + "\nepochs = 2\n")

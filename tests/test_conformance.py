@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wae_toolkit import registry
-from wae_toolkit.testing import check_cost, check_network, check_penalty, check_prior
+from wae_toolkit.plugins import registry
+from wae_toolkit.plugins.testing import check_cost, check_network, check_penalty, check_prior
 
 
 def _names(kind: str) -> list[str]:

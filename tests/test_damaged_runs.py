@@ -29,8 +29,8 @@ from safetensors.torch import load_file, save_file
 
 import wae_toolkit as wt
 from wae_toolkit.errors import UsageError, WaeError
-from wae_toolkit.figures import save_loss_curves
-from wae_toolkit.runs import RunFileWarning, read_metrics
+from wae_toolkit.runs.figures import save_loss_curves
+from wae_toolkit.runs.folder import RunFileWarning, read_metrics
 
 from .test_validation import assert_sentence, error_lines, wae
 
@@ -58,7 +58,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _wide(monkeypatch: pytest.MonkeyPatch) -> None:
     """``wae runs list`` prints one line per run."""
-    from wae_toolkit import cli_model
+    from wae_toolkit.cli import model_cmds as cli_model
 
     monkeypatch.setattr(cli_model.out, "width", 250)
 
@@ -221,7 +221,7 @@ def test_everything_damaged_at_once_still_evaluates_and_compares(trained, tmp_pa
 
 
 def test_runs_list_gives_each_bad_run_folder_its_own_row(trained, tmp_path, monkeypatch):
-    from wae_toolkit import checkpoint
+    from wae_toolkit.engine import checkpoint
 
     from .test_hostile_runs import HEADER_DAMAGE, _rewrite_document
 

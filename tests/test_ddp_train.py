@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from wae_toolkit.checkpoint import latest_checkpoint
+from wae_toolkit.engine.checkpoint import latest_checkpoint
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="torch.distributed is not available"

@@ -1,4 +1,5 @@
-"""wae_toolkit.distributed: 2 CPU processes with gloo against one process on the global batch.
+"""wae_toolkit.engine.distributed: 2 CPU processes with gloo against one process on the global
+batch.
 
 One spawn (module fixture) runs every distributed scenario and saves plain tensors; the tests
 compare them in the parent with the same computation done in one process on the concatenated
@@ -19,11 +20,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
+from wae_toolkit.build.model import WAE
 from wae_toolkit.builtins.costs import SquaredL2Cost
 from wae_toolkit.builtins.gan import JSGANPenalty
 from wae_toolkit.builtins.mmd import IMQMMDPenalty
 from wae_toolkit.builtins.priors import GaussianPrior
-from wae_toolkit.distributed import (
+from wae_toolkit.engine.distributed import (
     DistContext,
     all_reduce_mean,
     average_gradients,
@@ -40,8 +42,7 @@ from wae_toolkit.distributed import (
     wrap_ddp,
 )
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import LatentPenalty
-from wae_toolkit.model import WAE
+from wae_toolkit.plugins.interfaces import LatentPenalty
 
 WORLD = 2
 BATCH = 6  # per rank

@@ -97,8 +97,10 @@ def test_strict_build_passes_and_builds_every_nav_page(site: Path) -> None:
 
 
 def test_api_reference_renders_the_docstrings(site: Path) -> None:
-    from wae_toolkit import api, errors, interfaces, model, registry, testing
-    from wae_toolkit.config import RunConfig
+    from wae_toolkit import api, errors
+    from wae_toolkit.build import model
+    from wae_toolkit.config.settings import RunConfig
+    from wae_toolkit.plugins import interfaces, registry, testing
 
     expected = {
         "reference/api.md": [api.fit, api.load],
@@ -149,7 +151,7 @@ def test_cli_reference_is_current() -> None:
 def test_cli_reference_lists_every_command() -> None:
     import typer
 
-    from wae_toolkit.cli import app
+    from wae_toolkit.cli.app import app
 
     root = typer.main.get_command(app)
     ctx = root.context_class(root, info_name="wae")

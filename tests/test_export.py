@@ -18,9 +18,9 @@ import pytest
 import torch
 
 import wae_toolkit as wt
+from wae_toolkit.build.model import WAE
 from wae_toolkit.data import load_dataset
 from wae_toolkit.errors import UsageError, WaeError
-from wae_toolkit.model import WAE
 
 from .test_cli import error_line, wae
 

@@ -16,8 +16,8 @@ import torch
 from tests.test_kernels_mmd import PAPER_SCALES, _imq, _rbf, brute_mmd2
 from wae_toolkit.builtins.mmd import IMQMMDPenalty, RBFMMDPenalty
 from wae_toolkit.errors import UsageError
-from wae_toolkit.fused_mmd import fused_mmd2
-from wae_toolkit.kernels import imq_kernel, mmd2, rbf_kernel
+from wae_toolkit.numerics.fused_mmd import fused_mmd2
+from wae_toolkit.numerics.kernels import imq_kernel, mmd2, rbf_kernel
 
 ESTIMATORS = ("paper", "unbiased", "biased")
 KERNELS = {"imq": (_imq, imq_kernel), "rbf": (_rbf, rbf_kernel)}

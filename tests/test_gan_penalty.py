@@ -15,7 +15,7 @@ from torch import nn
 
 from wae_toolkit.builtins.gan import JSGANPenalty
 from wae_toolkit.errors import UsageError
-from wae_toolkit.testing import IsotropicGaussian
+from wae_toolkit.plugins.testing import IsotropicGaussian
 
 
 class StandInPrior(IsotropicGaussian):
@@ -254,7 +254,7 @@ def test_bad_inputs_and_options():
 
 @pytest.mark.parametrize("prior", ["sphere", "uniform"])
 def test_prior_logit_refuses_priors_without_a_density_everywhere(prior):
-    from wae_toolkit.registry import create
+    from wae_toolkit.plugins.registry import create
 
     pen = JSGANPenalty(hidden=8, prior_logit=True)
     with pytest.raises(UsageError, match="prior_logit=false"):

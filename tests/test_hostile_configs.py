@@ -3,13 +3,13 @@
 Alias bombs, deep nesting, keys that are not text, integers of thousands of digits, option
 tables that are not tables, files that are folders, pipes or devices: each is refused with one
 sentence per line (exit 1 or 2), no traceback, and nothing written. The limits
-(:data:`~wae_toolkit.configfile.MAX_BYTES`, :data:`~wae_toolkit.configfile.MAX_DEPTH`,
-:data:`~wae_toolkit.configfile.MAX_VALUES`) are in docs/configuration.md.
+(:data:`~wae_toolkit.config.configfile.MAX_BYTES`, :data:`~wae_toolkit.config.configfile.MAX_DEPTH`,
+:data:`~wae_toolkit.config.configfile.MAX_VALUES`) are in docs/configuration.md.
 
 Property-based: hypothesis writes files of random nesting depth, random YAML keys, huge numbers,
 random values of real settings and random bytes; every one is accepted (and then a valid
-:class:`~wae_toolkit.config.RunConfig`) or refused cleanly. No example trains: the fuzz uses
-``wae config show`` and :func:`~wae_toolkit.presets.resolve_config` only.
+:class:`~wae_toolkit.RunConfig`) or refused cleanly. No example trains: the fuzz uses
+``wae config show`` and :func:`~wae_toolkit.config.presets.resolve_config` only.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wae_toolkit as wt
-from wae_toolkit.config import RunConfig
-from wae_toolkit.configfile import MAX_BYTES, MAX_DEPTH, MAX_VALUES, read_config_file
+from wae_toolkit.config.configfile import MAX_BYTES, MAX_DEPTH, MAX_VALUES, read_config_file
+from wae_toolkit.config.presets import resolve_config
+from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.errors import UsageError, did_you_mean
-from wae_toolkit.presets import resolve_config
 
 from .test_validation import assert_sentence, error_lines, json_values, snapshot, wae
 

@@ -29,8 +29,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wae_toolkit import safe_io
-from wae_toolkit.checkpoint import (
+from wae_toolkit.config.settings import RunConfig
+from wae_toolkit.engine.checkpoint import (
     METADATA_KEY,
     InvalidCheckpointError,
     latest_checkpoint,
@@ -38,10 +38,10 @@ from wae_toolkit.checkpoint import (
     load_checkpoint,
     newest_checkpoint,
 )
-from wae_toolkit.config import RunConfig
+from wae_toolkit.engine.faults import TrainingInterrupted
+from wae_toolkit.engine.loop import train
 from wae_toolkit.errors import UsageError
-from wae_toolkit.faults import TrainingInterrupted
-from wae_toolkit.training import train
+from wae_toolkit.runs import safe_io as safe_io
 
 from .test_resume import _same_run
 from .test_validation import assert_sentence, error_lines, wae
@@ -196,9 +196,9 @@ def test_atomic_writes_replace_a_link_never_its_target(tmp_path, outside):
 
 @pytest.mark.parametrize("writer", ["image grid", "scatter", "loss curves", "report"])
 def test_figures_and_reports_never_write_through_a_link(finished, tmp_path, outside, writer):
-    from wae_toolkit import figures
-    from wae_toolkit.html_report import write_report
-    from wae_toolkit.runs import read_metrics
+    from wae_toolkit.report import write_report
+    from wae_toolkit.runs import figures
+    from wae_toolkit.runs.folder import read_metrics
 
     link = tmp_path / "figure.png"
     link.symlink_to(outside / "file.txt")
@@ -294,7 +294,7 @@ def test_an_out_name_longer_than_the_file_system_allows_is_one_sentence(tmp_path
 LOCK_HOLDER = textwrap.dedent(
     """
     import sys, time
-    from wae_toolkit.safe_io import RunLock
+    from wae_toolkit.runs.safe_io import RunLock
     RunLock(sys.argv[1]).acquire()
     print("locked", flush=True)
     time.sleep(600)
@@ -360,7 +360,7 @@ class DiskFills:
 def test_a_full_disk_during_training_stops_with_one_sentence_and_resumes_exactly(
     tmp_path, monkeypatch
 ):
-    from wae_toolkit.training import Callback
+    from wae_toolkit.engine.loop import Callback
 
     disk = DiskFills(monkeypatch)
 
@@ -384,7 +384,7 @@ def test_a_full_disk_during_training_stops_with_one_sentence_and_resumes_exactly
 def test_a_full_disk_after_the_last_checkpoint_keeps_it_and_says_how_much_is_needed(
     tmp_path, monkeypatch
 ):
-    from wae_toolkit import runs
+    from wae_toolkit.runs import folder as runs
 
     disk = DiskFills(monkeypatch)
     real = runs.save_weights
@@ -394,7 +394,7 @@ def test_a_full_disk_after_the_last_checkpoint_keeps_it_and_says_how_much_is_nee
         real(path, tensors)
 
     monkeypatch.setattr(runs, "save_weights", fill_then_save)
-    monkeypatch.setattr("wae_toolkit.training.save_weights", fill_then_save)
+    monkeypatch.setattr("wae_toolkit.engine.loop.save_weights", fill_then_save)
     out = tmp_path / "r"
     code, output = wae("run", "--out", str(out), *_flags(_cfg(out)))
     line = assert_clean(code, output, (1,))[0]
@@ -530,7 +530,7 @@ def test_damaged_checkpoint_documents_are_one_sentence(stopped, tmp_path, damage
 
 
 def test_a_signal_during_pretraining_checkpoints_and_resumes_exactly(tmp_path, monkeypatch):
-    import wae_toolkit.pretrain as pretrain
+    import wae_toolkit.engine.pretrain as pretrain
 
     real, calls = pretrain.moment_loss, []
 
@@ -780,9 +780,9 @@ def test_fuzz_checkpoint_documents_never_escape_as_other_errors(finished_checkpo
 
 @pytest.fixture(scope="module")
 def finished_checkpoint(finished: Path, tmp_path_factory: pytest.TempPathFactory):
-    from wae_toolkit.components import build_components
-    from wae_toolkit.model import adam
-    from wae_toolkit.runs import load_run
+    from wae_toolkit.build.components import build_components
+    from wae_toolkit.build.model import adam
+    from wae_toolkit.runs.folder import load_run
 
     loaded = load_run(finished)
     comps = build_components(loaded.config, (1, 8, 8), (0.0, 1.0))

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from wae_toolkit.builtins.mmd import IMQMMDPenalty, RBFMMDPenalty
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import LatentPenalty
-from wae_toolkit.kernels import imq_kernel, mmd2, rbf_kernel, squared_distances
-from wae_toolkit.testing import IsotropicGaussian
+from wae_toolkit.numerics.kernels import imq_kernel, mmd2, rbf_kernel, squared_distances
+from wae_toolkit.plugins.interfaces import LatentPenalty
+from wae_toolkit.plugins.testing import IsotropicGaussian
 
 PAPER_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
@@ -267,7 +267,7 @@ def test_penalty_uses_constant_from_prior(cls, kernel, default_scales):
 
 
 def test_penalty_is_a_latent_penalty_with_documented_options():
-    from wae_toolkit.options import plugin_options
+    from wae_toolkit.plugins.options import plugin_options
 
     for cls in (IMQMMDPenalty, RBFMMDPenalty):
         assert issubclass(cls, LatentPenalty) and not cls.adversarial

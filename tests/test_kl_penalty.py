@@ -16,12 +16,12 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from wae_toolkit import registry
 from wae_toolkit.builtins.kl import KLPenalty
-from wae_toolkit.config import RunConfig
+from wae_toolkit.config.settings import RunConfig
+from wae_toolkit.engine.loop import train
 from wae_toolkit.errors import UsageError
-from wae_toolkit.testing import IsotropicGaussian
-from wae_toolkit.training import train
+from wae_toolkit.plugins import registry
+from wae_toolkit.plugins.testing import IsotropicGaussian
 
 
 def _stats(b: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,6 +177,6 @@ def test_training_needs_a_gaussian_encoder(tmp_path):
 
 
 def _records(run_dir):
-    from wae_toolkit.runs import read_metrics
+    from wae_toolkit.runs.folder import read_metrics
 
     return read_metrics(run_dir)

@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from wae_toolkit.cli_eval import compare_command, eval_command
-from wae_toolkit.config import RunConfig
+from wae_toolkit.cli.eval_cmds import compare_command, eval_command
+from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.data import load_dataset
+from wae_toolkit.engine.loop import train
 from wae_toolkit.errors import UsageError
 from wae_toolkit.metrics import EVAL_FILE, RunDataError, compare_runs, evaluate_run
 from wae_toolkit.metrics import classifier as clf_mod
@@ -28,7 +29,6 @@ from wae_toolkit.metrics.classifier import cache_root, dataset_key, load_or_trai
 from wae_toolkit.metrics.frechet import frechet, frechet_from_stats, trace_sqrt_product
 from wae_toolkit.metrics.ot import ot_distance, sinkhorn_divergence, w2_exact
 from wae_toolkit.metrics.sharpness import laplace_variance, sharpness
-from wae_toolkit.training import train
 
 
 @pytest.fixture(autouse=True, scope="module")

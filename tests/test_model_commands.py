@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import wae_toolkit as wt
-from wae_toolkit.config import RunConfig
+from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.data import load_dataset
 
 from .test_cli import error_line, wae
@@ -110,7 +110,7 @@ def test_a_png_needs_image_data(tmp_path, capsys):
 
 
 def test_runs_list_shows_finished_and_stopped_runs(run_dir, tmp_path, capsys, monkeypatch):
-    from wae_toolkit import cli_model
+    from wae_toolkit.cli import model_cmds as cli_model
 
     monkeypatch.setattr(cli_model.out, "width", 200)  # one line per run
     stopped = run_dir.parent / "stopped"

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from wae_toolkit.errors import UsageError
-from wae_toolkit.scaffold import new_plugin
+from wae_toolkit.plugins.scaffold import new_plugin
 
 from .test_cli import error_line, wae
 

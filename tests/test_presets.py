@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from wae_toolkit.config.presets import PRESETS, get_preset, resolve_config
 from wae_toolkit.errors import UsageError
-from wae_toolkit.presets import PRESETS, get_preset, resolve_config
 
-# Table from METHOD.md section 2, written out independently of wae_toolkit/presets.py.
+# Table from METHOD.md section 2, written out independently of wae_toolkit/config/presets.py.
 PAPER = {
     "mnist-mmd": dict(latent_dim=8, lam=10.0, lr=1e-3, beta1=0.5, penalty="mmd-imq", epochs=100),
     "mnist-gan": dict(latent_dim=8, lam=1.0, lr=1e-3, beta1=0.5, penalty="gan-js", epochs=100),
@@ -55,7 +55,7 @@ def test_paper_presets_match_method_md(name):
 
 
 def test_every_preset_resolves_and_builds():
-    from wae_toolkit.components import build_components
+    from wae_toolkit.build.components import build_components
 
     for name, preset in PRESETS.items():
         given = {"data": "somewhere"} if preset.data_hint else {}

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from scipy import stats
 from torch import distributions as D
 
-from wae_toolkit import registry
 from wae_toolkit.builtins.priors import (
     GaussianMixturePrior,
     GaussianPrior,
@@ -22,7 +21,8 @@ from wae_toolkit.builtins.priors import (
     spread_means,
 )
 from wae_toolkit.errors import UsageError
-from wae_toolkit.testing import check_prior
+from wae_toolkit.plugins import registry
+from wae_toolkit.plugins.testing import check_prior
 
 
 def gen(seed: int = 0) -> torch.Generator:

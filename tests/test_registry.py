@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from wae_toolkit import registry
 from wae_toolkit.errors import PluginLoadError, PluginOptionError, UnknownPluginError, UsageError
-from wae_toolkit.interfaces import LatentPenalty
+from wae_toolkit.plugins import registry
+from wae_toolkit.plugins.interfaces import LatentPenalty
 
 from .conftest import FAKE_DIST, FAKE_VERSION
 
@@ -34,7 +34,7 @@ def test_builtins_are_discovered_through_entry_points():
 
 def test_listing_never_imports_plugins():
     code = (
-        "import sys; from wae_toolkit.registry import list_plugins; ps = list_plugins(); "
+        "import sys; from wae_toolkit.plugins.registry import list_plugins; ps = list_plugins(); "
         "assert len(ps) >= 11; "
         "bad = [m for m in sys.modules if m.startswith('wae_toolkit.builtins.') or m == 'torch'];"
         "print(bad); assert not bad, bad"
@@ -73,7 +73,7 @@ def test_broken_plugin_fails_alone_with_a_clear_error(fake_dist):
 
 def test_entry_point_that_is_not_an_interface_class(fake_dist):
     with pytest.raises(
-        PluginLoadError, match="not a subclass of wae_toolkit.interfaces.LatentPenalty"
+        PluginLoadError, match="not a subclass of wae_toolkit.plugins.interfaces.LatentPenalty"
     ):
         registry.get_plugin_class("penalty", "not-a-class")
 

@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 import wae_toolkit as wt
-from wae_toolkit.config import RunConfig
-from wae_toolkit.faults import TrainingInterrupted
-from wae_toolkit.html_report import GENERATOR, build_report, write_report
-from wae_toolkit.training import train
+from wae_toolkit.config.settings import RunConfig
+from wae_toolkit.engine.faults import TrainingInterrupted
+from wae_toolkit.engine.loop import train
+from wae_toolkit.report import GENERATOR, build_report, write_report
 
 from .callbacks import StopAt
 from .test_cli import error_line, wae
@@ -325,7 +325,9 @@ def test_the_library_prints_nothing_and_the_cli_imports_no_plotting(runs, tmp_pa
     path = write_report([runs["a"], runs["ring"]], tmp_path / "r.html")
     assert path == tmp_path / "r.html" and path.is_file()
     assert capsys.readouterr() == ("", "")
-    code = "import sys, wae_toolkit.cli; print(sorted({'matplotlib', 'torch'} & set(sys.modules)))"
+    code = (
+        "import sys, wae_toolkit.cli.app; print(sorted({'matplotlib', 'torch'} & set(sys.modules)))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 

@@ -23,7 +23,7 @@ from geomloss import SamplesLoss
 
 from wae_toolkit.builtins.sinkhorn import DEFAULT_BLUR_SCALE, SinkhornPenalty
 from wae_toolkit.errors import UsageError
-from wae_toolkit.testing import IsotropicGaussian
+from wae_toolkit.plugins.testing import IsotropicGaussian
 
 
 def _clouds(n: int, m: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

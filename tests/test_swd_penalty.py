@@ -13,10 +13,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wae_toolkit import registry
 from wae_toolkit.builtins.swd import SlicedWassersteinPenalty
 from wae_toolkit.errors import UsageError
-from wae_toolkit.ot1d import random_directions, sliced_wasserstein, wasserstein_1d
+from wae_toolkit.numerics.ot1d import random_directions, sliced_wasserstein, wasserstein_1d
+from wae_toolkit.plugins import registry
 
 
 def _emd2_1d(u: np.ndarray, v: np.ndarray, p: int) -> float:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wae_toolkit import registry
-from wae_toolkit.interfaces import LatentPenalty
-from wae_toolkit.testing import check_options, check_penalty, check_plugin
+from wae_toolkit.plugins import registry
+from wae_toolkit.plugins.interfaces import LatentPenalty
+from wae_toolkit.plugins.testing import check_options, check_penalty, check_plugin
 
 
 class ForgetsItsOption(LatentPenalty):

@@ -20,13 +20,13 @@ from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing import event_accumulator as ea
 
 import wae_toolkit as wt
-from wae_toolkit.cli import main
-from wae_toolkit.config import RunConfig
+from wae_toolkit.cli.app import main
+from wae_toolkit.config.settings import RunConfig
+from wae_toolkit.engine.faults import TrainingInterrupted
+from wae_toolkit.engine.loop import train
 from wae_toolkit.errors import UsageError
-from wae_toolkit.faults import TrainingInterrupted
-from wae_toolkit.runs import read_metrics
-from wae_toolkit.tracking import mlflow_store
-from wae_toolkit.training import train
+from wae_toolkit.runs.folder import read_metrics
+from wae_toolkit.trackers.base import mlflow_store
 
 from .callbacks import CrashAt, StopAt
 from .test_cli import error_line, wae

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from wae_toolkit import registry
-from wae_toolkit.config import RunConfig
-from wae_toolkit.runs import load_run, read_metrics
-from wae_toolkit.training import train
+from wae_toolkit.config.settings import RunConfig
+from wae_toolkit.engine.loop import train
+from wae_toolkit.plugins import registry
+from wae_toolkit.runs.folder import load_run, read_metrics
 
 from .test_cli import wae
 
@@ -155,7 +155,7 @@ def test_load_run_refuses_a_folder_without_a_run(tmp_path):
 
 
 def test_training_extras_are_applied_and_recorded(tmp_path):
-    from wae_toolkit.pretrain import moment_loss
+    from wae_toolkit.engine.pretrain import moment_loss
 
     torch.set_num_threads(2)
     res = train(
@@ -184,9 +184,9 @@ def test_training_extras_are_applied_and_recorded(tmp_path):
 
 
 def test_pretraining_moves_code_moments_to_the_prior(tmp_path):
-    from wae_toolkit.components import build_components
+    from wae_toolkit.build.components import build_components
     from wae_toolkit.data import load_dataset
-    from wae_toolkit.pretrain import moment_loss, pretrain_encoder
+    from wae_toolkit.engine.pretrain import moment_loss, pretrain_encoder
 
     torch.manual_seed(0)
     data = load_dataset("digits", {"limit": 300})

@@ -2,7 +2,7 @@
 
 Property-based: hypothesis throws random settings at :meth:`RunConfig.from_dict` and
 :meth:`RunConfig.validate`, random option values at ``wae run`` and malformed ``config.json``
-files at :func:`wae_toolkit.runs.load_run`, ``wae eval`` and ``wae run --resume``. Whatever
+files at :func:`wae_toolkit.runs.folder.load_run`, ``wae eval`` and ``wae run --resume``. Whatever
 comes in: no traceback escapes, every rejection is one clear sentence per problem (exit code 2
 from the CLI), and nothing on disk changes. No example trains: every CLI example is invalid by
 construction, so it is rejected before the data are read.
@@ -27,8 +27,8 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from wae_toolkit.cli import main
-from wae_toolkit.config import MAX_LATENT_DIM, RunConfig
+from wae_toolkit.cli.app import main
+from wae_toolkit.config.settings import MAX_LATENT_DIM, RunConfig
 from wae_toolkit.errors import UsageError
 
 FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))
@@ -52,7 +52,7 @@ def examples(n: int) -> settings:
 def _run_flags() -> set[str]:
     import typer
 
-    from wae_toolkit.cli import app
+    from wae_toolkit.cli.app import app
 
     group = typer.main.get_command(app)
     run = group.commands["run"]  # type: ignore[attr-defined]
@@ -276,7 +276,7 @@ def test_huge_models_are_refused_before_they_are_allocated() -> None:
     ):
         with pytest.raises(UsageError, match="more than this machine's"):
             RunConfig.from_dict({**BASE, **change}).validate()
-    from wae_toolkit.components import build_components
+    from wae_toolkit.build.components import build_components
 
     big = RunConfig.from_dict({**BASE, "latent_dim": 60000, "network_opts": {"hidden": [10**6]}})
     with pytest.raises(UsageError, match="more than this machine's"):
@@ -307,7 +307,7 @@ def test_validation_leaves_the_random_state_alone() -> None:
 def test_build_components_checks_the_data_description(
     shape: Any, value_range: Any, words: str
 ) -> None:
-    from wae_toolkit.components import build_components
+    from wae_toolkit.build.components import build_components
 
     with pytest.raises(UsageError, match=words):
         build_components(RunConfig.from_dict(BASE), shape, value_range)
@@ -528,8 +528,8 @@ def test_bad_plugin_options_are_refused_and_nothing_is_written(
 @pytest.fixture(scope="module")
 def run_folder() -> Iterator[tuple[Path, dict[str, Any]]]:
     """A small, valid run folder (built, not trained), and its config.json record."""
-    from wae_toolkit.components import build_components
-    from wae_toolkit.runs import load_run, save_weights, write_json
+    from wae_toolkit.build.components import build_components
+    from wae_toolkit.runs.folder import load_run, save_weights, write_json
 
     root = Path(tempfile.mkdtemp(prefix="wae-validation-run-"))
     folder = root / "run"
@@ -603,7 +603,7 @@ def _with_config(folder: Path, content: bytes) -> dict[str, bytes | None]:
 def test_malformed_config_files_are_refused_by_load_run(
     run_folder: tuple[Path, dict[str, Any]], data: st.DataObject
 ) -> None:
-    from wae_toolkit.runs import load_run
+    from wae_toolkit.runs.folder import load_run
 
     folder, record = run_folder
     before = _with_config(folder, data.draw(malformed_config(record)))
@@ -646,7 +646,7 @@ WRONG_SECTIONS = {
 
 @pytest.mark.parametrize("change", sorted(WRONG_SECTIONS))
 def test_wrong_sections_of_a_run_record(run_folder: tuple[Path, dict[str, Any]], change: str):
-    from wae_toolkit.runs import load_run
+    from wae_toolkit.runs.folder import load_run
 
     folder, record = run_folder
     before = _with_config(folder, json.dumps(WRONG_SECTIONS[change](record)).encode())
@@ -657,7 +657,7 @@ def test_wrong_sections_of_a_run_record(run_folder: tuple[Path, dict[str, Any]],
 
 
 def test_deeply_nested_json_is_refused(run_folder: tuple[Path, dict[str, Any]]) -> None:
-    from wae_toolkit.runs import load_run
+    from wae_toolkit.runs.folder import load_run
 
     folder, _ = run_folder
     before = _with_config(folder, b"[" * 100_000)
@@ -668,7 +668,7 @@ def test_deeply_nested_json_is_refused(run_folder: tuple[Path, dict[str, Any]]) 
 
 def test_a_valid_folder_still_loads(run_folder: tuple[Path, dict[str, Any]]) -> None:
     """The malformed examples above did not break the fixture: its config restored, it loads."""
-    from wae_toolkit.runs import load_run
+    from wae_toolkit.runs.folder import load_run
 
     folder, record = run_folder
     _with_config(folder, json.dumps(record).encode())
@@ -707,7 +707,7 @@ def test_eval_flags_are_checked_before_loading(
     ],
 )
 def test_prior_options_that_cannot_be_sampled_are_named(prior, options, message):
-    from wae_toolkit import registry
+    from wae_toolkit.plugins import registry
 
     with pytest.raises(UsageError, match=message):
         registry.create("prior", prior, dim=2, **options)

@@ -19,7 +19,7 @@ from torch import nn
 
 from wae_toolkit.builtins.wgan import WGANClipPenalty, WGANGPPenalty
 from wae_toolkit.errors import UsageError
-from wae_toolkit.testing import IsotropicGaussian
+from wae_toolkit.plugins.testing import IsotropicGaussian
 
 W1 = 3.0  # W1(N(0, 1), N(3, 1))
 EVAL_N = 50_000

@@ -27,30 +27,46 @@ __all__ = [
     "list_plugins",
 ]
 
-from wae_toolkit._lazy import lazy_getattr
+import sys
+
+from wae_toolkit._lazy import MovedModules, lazy_getattr
 from wae_toolkit.errors import WaeError
-from wae_toolkit.registry import create, list_plugins
+from wae_toolkit.plugins.registry import create, list_plugins
+
+#: Where the plugin-facing modules of wae-toolkit 0.1 live now; their old names keep working.
+MOVED = {
+    f"wae_toolkit.{old}": f"wae_toolkit.{new}"
+    for old, new in {
+        "interfaces": "plugins.interfaces",
+        "registry": "plugins.registry",
+        "options": "plugins.options",
+        "testing": "plugins.testing",
+        "kernels": "numerics.kernels",
+    }.items()
+}
+if not any(isinstance(f, MovedModules) for f in sys.meta_path):
+    sys.meta_path.append(MovedModules(MOVED))
 
 if TYPE_CHECKING:
     from wae_toolkit.api import fit, load
-    from wae_toolkit.config import RunConfig
+    from wae_toolkit.config.presets import resolve_config
+    from wae_toolkit.config.settings import RunConfig
+    from wae_toolkit.engine.loop import Callback, RunResult, train
     from wae_toolkit.export import export_model
     from wae_toolkit.metrics import compare_runs, evaluate_run
-    from wae_toolkit.presets import resolve_config
-    from wae_toolkit.runs import load_run
-    from wae_toolkit.training import Callback, RunResult, train
+    from wae_toolkit.runs.folder import load_run
 
 __getattr__ = lazy_getattr(
     "wae_toolkit",
     {
-        "RunConfig": "config",
-        "train": "training",
-        "Callback": "training",
-        "RunResult": "training",
+        "RunConfig": "config.settings",
+        "train": "engine.loop",
+        "Callback": "engine.loop",
+        "RunResult": "engine.loop",
         "fit": "api",
         "load": "api",
-        "load_run": "runs",
-        "resolve_config": "presets",
+        "load_run": "runs.folder",
+        "resolve_config": "config.presets",
         "evaluate_run": "metrics",
         "compare_runs": "metrics",
         "export_model": "export",

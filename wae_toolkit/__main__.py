@@ -1,6 +1,6 @@
 """``python -m wae_toolkit`` is the ``wae`` command."""
 
-from wae_toolkit.cli import main
+from wae_toolkit.cli.app import main
 
 if __name__ == "__main__":
     main()

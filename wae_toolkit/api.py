@@ -14,7 +14,8 @@ Both mirror the command line::
     x_hat = model.decode(z)          # (B, *S)
     model.reconstruct(x); model.sample(16); model.interpolate(x0, x1, steps=8)
 
-The returned model is the trained :class:`~wae_toolkit.model.WAE` (a ``torch.nn.Module``) in eval
+The returned model is the trained :class:`~wae_toolkit.build.model.WAE` (a ``torch.nn.Module``) in
+eval
 mode, with ``model.run_dir`` naming its run folder and ``model.summary`` its final metrics.
 
 Plugins are given by name (installed plugins, as on the command line), or as Python objects: a
@@ -31,10 +32,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wae_toolkit.config import RunConfig
+from wae_toolkit.build.model import WAE
+from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.errors import UsageError
-from wae_toolkit.model import WAE
-from wae_toolkit.registry import KINDS, interface_class
+from wae_toolkit.plugins.registry import KINDS, interface_class
 
 __all__ = ["fit", "load"]
 
@@ -52,7 +53,7 @@ def fit(
         config: a :class:`RunConfig`, or the path of a configuration file (TOML/JSON/YAML, or a
             run's ``config.json`` to repeat it), or None for the defaults.
         preset: a preset's name (below the file and the keyword settings).
-        callback: a :class:`wae_toolkit.training.Callback` to follow training.
+        callback: a :class:`wae_toolkit.engine.loop.Callback` to follow training.
         settings: run settings by name, as in :class:`RunConfig` (``lam`` or ``lambda``,
             ``penalty_opts={...}``...); they override the file and the preset. ``cost``,
             ``penalty``, ``prior`` and ``network`` also take a plugin class or instance.
@@ -77,8 +78,8 @@ def _fit(
     callback: Any,
     settings: dict[str, Any],
 ) -> WAE:
-    from wae_toolkit.presets import resolve_config
-    from wae_toolkit.training import train
+    from wae_toolkit.config.presets import resolve_config
+    from wae_toolkit.engine.loop import train
 
     if isinstance(config, RunConfig):
         if preset is not None:
@@ -112,7 +113,8 @@ def load(run_dir: str | Path, device: str = "cpu", **plugins: Any) -> WAE:
     Returns:
         the model, with ``run_dir`` and ``summary`` (the run's ``summary.json``; empty when the
         run has none, or when it cannot be read or is not a JSON object: then a
-        :class:`~wae_toolkit.runs.RunFileWarning` says so, and the model is loaded all the same).
+        :class:`~wae_toolkit.runs.folder.RunFileWarning` says so, and the model is loaded all the
+        same).
 
     Raises:
         UsageError: one sentence: a device that is not available, not a run folder, a damaged
@@ -121,7 +123,13 @@ def load(run_dir: str | Path, device: str = "cpu", **plugins: Any) -> WAE:
     """
     import warnings
 
-    from wae_toolkit.runs import SUMMARY, RunFileWarning, file_problem, load_run, read_json_object
+    from wae_toolkit.runs.folder import (
+        SUMMARY,
+        RunFileWarning,
+        file_problem,
+        load_run,
+        read_json_object,
+    )
 
     wrong = sorted(k for k, v in plugins.items() if k not in KINDS or isinstance(v, str))
     if wrong:
@@ -153,7 +161,7 @@ def _plugin_objects(settings: dict[str, Any]) -> tuple[dict[str, type], dict[str
     """Take the plugin classes and instances out of ``settings`` (``kind -> class``, ``kind ->
     instance``); an instance's options go to ``<kind>_opts`` (a prior's dimension to
     ``latent_dim`` when that is not set). Names (text) and ``None`` stay where they are."""
-    from wae_toolkit.options import resolved_options
+    from wae_toolkit.plugins.options import resolved_options
 
     classes: dict[str, type] = {}
     objects: dict[str, Any] = {}
@@ -191,8 +199,8 @@ def _plugin_objects(settings: dict[str, Any]) -> tuple[dict[str, type], dict[str
 def _using(classes: dict[str, type], objects: dict[str, Any]) -> Iterator[dict[str, str]]:
     """The plugin classes findable by name and the objects used as they are; yields the names
     (``kind -> name``) the configuration records."""
-    from wae_toolkit.components import given_plugins
-    from wae_toolkit.registry import in_process_plugins
+    from wae_toolkit.build.components import given_plugins
+    from wae_toolkit.plugins.registry import in_process_plugins
 
     with in_process_plugins(classes) as names, given_plugins(objects):
         yield names

@@ -84,7 +84,7 @@ def export_model(
     """Export the encoder and/or decoder of a trained WAE as TorchScript or ONNX.
 
     Args:
-        model: a run folder (as written by ``wae run``), or a :class:`~wae_toolkit.model.WAE`
+        model: a run folder (as written by ``wae run``), or a :class:`~wae_toolkit.build.model.WAE`
             (from :func:`wae_toolkit.load` or :func:`wae_toolkit.fit`).
         format: ``torchscript`` (``.pt`` files) or ``onnx`` (``.onnx`` files; needs the ``onnx``
             extra).
@@ -103,7 +103,7 @@ def export_model(
     """
     import torch
 
-    from wae_toolkit.model import WAE
+    from wae_toolkit.build.model import WAE
 
     fmt = _check_choice("format", format, tuple(FORMATS))
     which = _check_choice("part", part, PARTS)
@@ -127,7 +127,7 @@ def export_model(
         if run_dir is None:
             raise UsageError("This model has no run folder; give out_dir, the folder to write to.")
         out_dir = run_dir / "export"
-        from wae_toolkit.safe_io import link_problem
+        from wae_toolkit.runs.safe_io import link_problem
 
         problem = link_problem(Path(out_dir), "folder")  # never write out of the run folder
         if problem:
@@ -179,7 +179,7 @@ def export_model(
 
     manifest.update(_header(model, run_dir, info, fingerprint))
     manifest.setdefault("exports", {}).setdefault(fmt, {}).update(entries)
-    from wae_toolkit.runs import write_json
+    from wae_toolkit.runs.folder import write_json
 
     write_json(out / MANIFEST, manifest)
     return ExportResult(out, [*written, out / MANIFEST], manifest)
@@ -235,7 +235,7 @@ def _data_info(model: Any, run_dir: Path | None, sample_shape: Any) -> _DataInfo
                 "the shape of one sample."
             )
         return _DataInfo(given, None, {})
-    from wae_toolkit.runs import _read_record
+    from wae_toolkit.runs.folder import _read_record
 
     record = _read_record(run_dir)
     shape = tuple(record["data"]["sample_shape"])
@@ -306,7 +306,7 @@ def _wrapper(model: Any, part: str) -> Any:
     import torch
     from torch import Tensor, nn
 
-    from wae_toolkit.model import LOG_VAR_RANGE
+    from wae_toolkit.build.model import LOG_VAR_RANGE
 
     class Encoder(nn.Module):
         def __init__(self, net: nn.Module, gaussian: bool) -> None:
@@ -508,7 +508,7 @@ def _entry(
 
 
 def _header(model: Any, run_dir: Path | None, info: _DataInfo, fingerprint: str) -> dict[str, Any]:
-    from wae_toolkit.components import decoder_output_for
+    from wae_toolkit.build.components import decoder_output_for
 
     record = info.record
     data = record.get("data", {})

@@ -4,7 +4,8 @@ Each of them trains an MLP ``f: R^D -> R`` on detached codes and prior samples w
 optimizer, and gives the encoder a loss computed with detached copies of the MLP's weights.
 :class:`MLPCriticPenalty` holds everything they have in common: option checks, the lazily built
 network, the lazily created optimizer that follows ``.to()``, the update loop of
-:meth:`~wae_toolkit.interfaces.LatentPenalty.critic_step`, and the state-dict hook that builds
+:meth:`~wae_toolkit.plugins.interfaces.LatentPenalty.critic_step`, and the state-dict hook that
+builds
 the network before a saved one is loaded.
 """
 
@@ -18,9 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import LatentPenalty, Prior, stop_requested
-from wae_toolkit.kernels import check_codes
-from wae_toolkit.options import resolved_options
+from wae_toolkit.numerics.kernels import check_codes
+from wae_toolkit.plugins.interfaces import LatentPenalty, Prior, stop_requested
+from wae_toolkit.plugins.options import resolved_options
 
 __all__ = ["MLPCriticPenalty", "check_beta", "check_positive", "follow_parameters"]
 
@@ -217,7 +218,7 @@ class MLPCriticPenalty(LatentPenalty):
         """Run ``critic_steps`` updates of the network, each minimising ``loss_fn``.
 
         Before each update the network's gradients are zeroed; after it, :meth:`constrain` runs.
-        When the run is asked to stop (:func:`~wae_toolkit.interfaces.stop_requested`), the
+        When the run is asked to stop (:func:`~wae_toolkit.plugins.interfaces.stop_requested`), the
         updates end after the current one, so a signal is honoured within one critic update.
 
         Args:

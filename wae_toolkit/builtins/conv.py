@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from wae_toolkit.errors import DataError, UsageError
-from wae_toolkit.interfaces import GaussianHead, Network, output_activation
+from wae_toolkit.plugins.interfaces import GaussianHead, Network, output_activation
 
 #: The decoder's starting feature map may be at most this many pixels on a side.
 _MAX_START = 16

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import Cost
+from wae_toolkit.plugins.interfaces import Cost
 
 
 def _check(x: Tensor, x_hat: Tensor) -> None:

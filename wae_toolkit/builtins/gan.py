@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from wae_toolkit.builtins._critic import MLPCriticPenalty
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import Prior
+from wae_toolkit.plugins.interfaces import Prior
 
 __all__ = ["JSGANPenalty"]
 

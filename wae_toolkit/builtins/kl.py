@@ -8,7 +8,7 @@ from typing import Literal
 from torch import Tensor
 
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import LatentPenalty, Prior, prior_moments
+from wae_toolkit.plugins.interfaces import LatentPenalty, Prior, prior_moments
 
 __all__ = ["KLPenalty"]
 

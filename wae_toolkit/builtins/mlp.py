@@ -7,7 +7,7 @@ import math
 from torch import Tensor, nn
 
 from wae_toolkit.errors import DataError, UsageError
-from wae_toolkit.interfaces import GaussianHead, Network, output_activation
+from wae_toolkit.plugins.interfaces import GaussianHead, Network, output_activation
 
 
 def _mlp(sizes: list[int], activation: type[nn.Module]) -> list[nn.Module]:

@@ -1,8 +1,10 @@
 """MMD latent penalties (WAE-MMD): inverse multiquadratic and Gaussian kernels.
 
-Both penalties are thin wrappers around :func:`wae_toolkit.fused_mmd.fused_mmd2`, which computes
+Both penalties are thin wrappers around :func:`wae_toolkit.numerics.fused_mmd.fused_mmd2`, which
+computes
 the estimate and its gradient in one blockwise pass (the same numbers as
-:func:`wae_toolkit.kernels.mmd2`, in memory ``O(block^2)``); the kernel constant defaults to
+:func:`wae_toolkit.numerics.kernels.mmd2`, in memory ``O(block^2)``); the kernel constant defaults
+to
 ``C = 2 D sigma^2``, the expected squared distance between two prior samples, so a prior of another
 dimension or scale needs no retuning.
 """
@@ -16,9 +18,9 @@ from typing import Literal
 from torch import Tensor
 
 from wae_toolkit.errors import UsageError
-from wae_toolkit.fused_mmd import DEFAULT_BLOCK, fused_mmd2
-from wae_toolkit.interfaces import LatentPenalty, Prior, prior_moments
-from wae_toolkit.kernels import ESTIMATORS, PAPER_IMQ_SCALES
+from wae_toolkit.numerics.fused_mmd import DEFAULT_BLOCK, fused_mmd2
+from wae_toolkit.numerics.kernels import ESTIMATORS, PAPER_IMQ_SCALES
+from wae_toolkit.plugins.interfaces import LatentPenalty, Prior, prior_moments
 
 __all__ = ["IMQMMDPenalty", "RBFMMDPenalty"]
 

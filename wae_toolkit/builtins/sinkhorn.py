@@ -11,9 +11,9 @@ from geomloss import SamplesLoss
 from torch import Tensor
 
 from wae_toolkit.errors import PluginOptionError, UsageError
-from wae_toolkit.interfaces import LatentPenalty, Prior, prior_moments
-from wae_toolkit.kernels import check_codes
 from wae_toolkit.memory import check_fits
+from wae_toolkit.numerics.kernels import check_codes
+from wae_toolkit.plugins.interfaces import LatentPenalty, Prior, prior_moments
 
 __all__ = ["SinkhornPenalty", "DEFAULT_BLUR_SCALE"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from wae_toolkit.errors import PluginOptionError, UsageError
-from wae_toolkit.interfaces import LatentPenalty, Prior
-from wae_toolkit.kernels import check_codes
 from wae_toolkit.memory import check_fits
-from wae_toolkit.ot1d import random_directions, sliced_wasserstein
+from wae_toolkit.numerics.kernels import check_codes
+from wae_toolkit.numerics.ot1d import random_directions, sliced_wasserstein
+from wae_toolkit.plugins.interfaces import LatentPenalty, Prior
 
 __all__ = ["SlicedWassersteinPenalty"]
 
@@ -19,7 +19,7 @@ class SlicedWassersteinPenalty(LatentPenalty):
     On every call, ``projections`` directions ``theta_l`` are drawn uniformly on the unit sphere
     (torch's global generator, so a seed repeats them), both batches are projected on each, and
     the exact 1-D Wasserstein distance between the projected empirical measures is computed by
-    sorting (:func:`wae_toolkit.ot1d.wasserstein_1d`, exact also when ``B != N``):
+    sorting (:func:`wae_toolkit.numerics.ot1d.wasserstein_1d`, exact also when ``B != N``):
 
         D_Z = (1 / L) sum_l W_p^p(<theta_l, z_q>, <theta_l, z_p>)  ~  SW_p^p(Q_Z, P_Z).
 

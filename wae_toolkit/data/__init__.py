@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from wae_toolkit.data.expected import MNIST_FILES
     from wae_toolkit.data.images import IMAGE_EXTENSIONS
     from wae_toolkit.data.load import expected_contents, load_dataset
-    from wae_toolkit.data.options import data_options
+    from wae_toolkit.data.source_options import data_options
 
 __all__ = [
     "Dataset",
@@ -65,7 +65,7 @@ __getattr__ = lazy_getattr(
         "load_dataset": "load",
         "expected_contents": "load",
         "builtin_datasets": "builtin",
-        "data_options": "options",
+        "data_options": "source_options",
         "IMAGE_EXTENSIONS": "images",
         "MNIST_FILES": "expected",
     },

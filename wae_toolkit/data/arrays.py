@@ -13,7 +13,7 @@ import numpy as np
 
 from wae_toolkit.data.dataset import Dataset, _finish_given_split, _finish_split, _Footprint
 from wae_toolkit.data.layout import _as_labels, _check_dtype, _gather, _layout, _sample_shape
-from wae_toolkit.data.options import _bind, _given
+from wae_toolkit.data.source_options import _bind, _given
 from wae_toolkit.errors import DataError, did_you_mean
 from wae_toolkit.memory import check_fits
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from wae_toolkit.data.dataset import Dataset, _from_arrays
-from wae_toolkit.data.options import _bind
+from wae_toolkit.data.source_options import _bind
 from wae_toolkit.errors import DataError
 from wae_toolkit.memory import check_fits
 

@@ -29,7 +29,7 @@ from wae_toolkit.data.dataset import (
 )
 from wae_toolkit.data.expected import MNIST_FILES_TEXT
 from wae_toolkit.data.layout import _as_labels, _gather, _layout, _sample_shape
-from wae_toolkit.data.options import _PAPER_SPLIT_ONLY, _bind, _given, _join
+from wae_toolkit.data.source_options import _PAPER_SPLIT_ONLY, _bind, _given, _join
 from wae_toolkit.errors import DataError
 from wae_toolkit.memory import check_fits
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from wae_toolkit.data.dataset import Dataset, _finish_split, _Footprint
-from wae_toolkit.data.options import _bind, _given
+from wae_toolkit.data.source_options import _bind, _given
 from wae_toolkit.errors import DataError
 
 #: File name endings read as images in a folder of images (compared in lower case).

@@ -13,7 +13,7 @@ from wae_toolkit.data.dataset import Dataset
 from wae_toolkit.data.expected import CELEBA_FOLDER_TEXT, MNIST_FILES_TEXT
 from wae_toolkit.data.idx import _find_idx, _load_idx_file, _load_idx_folder, _looks_idx
 from wae_toolkit.data.images import IMAGE_EXTENSIONS, _list_images, _load_image_folder
-from wae_toolkit.data.options import _given, _join
+from wae_toolkit.data.source_options import _given, _join
 from wae_toolkit.errors import DataError, did_you_mean
 
 _SOURCES_HINT = (

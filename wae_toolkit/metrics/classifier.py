@@ -42,7 +42,7 @@ from wae_toolkit import __version__
 from wae_toolkit.data import Dataset
 from wae_toolkit.errors import UsageError
 from wae_toolkit.metrics.batching import batched
-from wae_toolkit.runs import save_weights, write_json
+from wae_toolkit.runs.folder import save_weights, write_json
 
 __all__ = ["Classifier", "ClassifierNet", "cache_root", "dataset_key", "load_or_train"]
 

@@ -1,6 +1,6 @@
 """Evaluate a finished run folder with every offline metric.
 
-:func:`evaluate_run` loads the run (:func:`wae_toolkit.runs.load_run`), rebuilds its held-out
+:func:`evaluate_run` loads the run (:func:`wae_toolkit.runs.folder.load_run`), rebuilds its held-out
 split from the data set and options its ``config.json`` records, and computes each metric beside
 its floor (what real data score at the same sample size), then writes ``eval.json`` into the run
 folder. Sample-based metrics use ``n = min(n_samples, held-out size, training size)`` points: a
@@ -22,8 +22,8 @@ import torch
 
 from wae_toolkit import __version__
 from wae_toolkit.data import Dataset, load_dataset
+from wae_toolkit.engine.heldout import MAX_MMD_SAMPLES, evaluate, prior_mmd_floor
 from wae_toolkit.errors import DataError, UsageError
-from wae_toolkit.evaluation import MAX_MMD_SAMPLES, evaluate, prior_mmd_floor
 from wae_toolkit.metrics.batching import batched
 from wae_toolkit.metrics.classifier import load_or_train
 from wae_toolkit.metrics.fid import fid
@@ -31,7 +31,7 @@ from wae_toolkit.metrics.frechet import frechet
 from wae_toolkit.metrics.ot import EXACT_MAX, ot_distance
 from wae_toolkit.metrics.record import EVAL_FILE, check_run_folder, eval_settings, weights_hash
 from wae_toolkit.metrics.sharpness import sharpness
-from wae_toolkit.runs import LoadedRun, load_run, write_json
+from wae_toolkit.runs.folder import LoadedRun, load_run, write_json
 
 __all__ = ["RunDataError", "evaluate_run"]
 
@@ -42,7 +42,7 @@ class RunDataError(DataError):
 
 def _load(run_dir: str | Path, device: str) -> tuple[LoadedRun, Dataset, Dataset]:
     """The run, its data as trained (for the held-out split) and its data without ``limit``."""
-    from wae_toolkit.safe_io import link_problem
+    from wae_toolkit.runs.safe_io import link_problem
 
     path = Path(run_dir)
     check_run_folder(path)

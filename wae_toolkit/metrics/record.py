@@ -11,9 +11,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from wae_toolkit.config import is_number
+from wae_toolkit.config.settings import is_number
 from wae_toolkit.errors import UsageError
-from wae_toolkit.runs import CONFIG, WEIGHTS
+from wae_toolkit.runs.folder import CONFIG, WEIGHTS
 
 __all__ = [
     "EVAL_FILE",
@@ -93,7 +93,7 @@ def _is_record(record: dict[str, Any]) -> bool:
 def reusable(run_dir: Path, settings: dict[str, int]) -> dict[str, Any] | None:
     """The run's ``eval.json`` when it was computed with ``settings`` on its current weights
     (``None`` when it is absent, damaged, or of other settings or weights)."""
-    from wae_toolkit.runs import read_json_object
+    from wae_toolkit.runs.folder import read_json_object
 
     record, _ = read_json_object(run_dir / EVAL_FILE)
     if record is None or record.get("settings") != settings or not _is_record(record):

@@ -20,7 +20,7 @@ import scipy.stats
 import torch
 from torch import Tensor
 from wae_toolkit.errors import UsageError
-from wae_toolkit.testing import check_options, check_penalty
+from wae_toolkit.plugins.testing import check_options, check_penalty
 
 from wae_energy.penalty import EnergyDistancePenalty, energy_distance
 
@@ -363,7 +363,7 @@ needs_install = pytest.mark.skipif(
 
 @needs_install
 def test_discovered_through_installed_metadata():
-    from wae_toolkit import registry
+    from wae_toolkit.plugins import registry
 
     info = registry.get_plugin_info("penalty", "energy")
     assert info.distribution == DIST and info.version == VERSION == _installed_version()
@@ -379,7 +379,7 @@ def test_discovered_through_installed_metadata():
 @needs_install
 def test_listing_does_not_import_the_plugin():
     code = (
-        "import sys; from wae_toolkit.registry import list_plugins; "
+        "import sys; from wae_toolkit.plugins.registry import list_plugins; "
         "names = [i.name for i in list_plugins('penalty')]; assert 'energy' in names, names; "
         "assert 'wae_energy' not in sys.modules and 'wae_energy.penalty' not in sys.modules"
     )
@@ -388,7 +388,7 @@ def test_listing_does_not_import_the_plugin():
 
 @needs_install
 def test_cli_shows_the_options(capsys):
-    from wae_toolkit.cli import main
+    from wae_toolkit.cli.app import main
 
     try:
         main(["plugins", "show", "energy"])

@@ -2,7 +2,8 @@
 
 :func:`energy_distance` is the estimator; :class:`EnergyDistancePenalty` is the plugin that the
 ``energy`` entry point names, a thin wrapper that holds the options. Pairwise distances come from
-:func:`wae_toolkit.kernels.squared_distances` (one matrix product per pair of batches), so memory
+:func:`wae_toolkit.numerics.kernels.squared_distances` (one matrix product per pair of batches), so
+memory
 is ``O(n^2 + m^2 + n m)`` and never ``O(n m D)``.
 """
 
@@ -14,8 +15,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 from wae_toolkit.errors import UsageError
-from wae_toolkit.interfaces import LatentPenalty
-from wae_toolkit.kernels import check_codes, squared_distances
+from wae_toolkit.numerics.kernels import check_codes, squared_distances
+from wae_toolkit.plugins.interfaces import LatentPenalty
 
 __all__ = ["ESTIMATORS", "Estimator", "EnergyDistancePenalty", "energy_distance", "smoothed_power"]
 

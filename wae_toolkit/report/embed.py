@@ -1,0 +1,135 @@
+"""The figures a run wrote (PNG files), embedded in the report as data: URIs."""
+
+from __future__ import annotations
+
+import base64
+import math
+from pathlib import Path
+
+from wae_toolkit.config.settings import is_number
+from wae_toolkit.report.markup import esc
+from wae_toolkit.report.read import Run
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: A larger figure file is not embedded (wae run's figures are well under 1 MB).
+MAX_PNG_BYTES = 32 * 2**20
+#: Figure file -> (title, caption, drawn for: "image", "2d" or "latent").
+FIGURES: dict[str, tuple[str, str, str]] = {
+    "samples.png": ("Samples", "G(z) for codes z drawn from the prior.", "image"),
+    "reconstructions.png": (
+        "Reconstructions",
+        "Rows of held-out images, each followed by the row of their reconstructions G(E(x)).",
+        "image",
+    ),
+    "interpolations.png": (
+        "Interpolations",
+        "One row per pair of held-out images: decoded points on the straight line between "
+        "their codes (the ends are the reconstructions).",
+        "image",
+    ),
+    "data.png": (
+        "Data, reconstructions and samples",
+        "Held-out points, their reconstructions and samples G(z), z ~ prior.",
+        "2d",
+    ),
+    "latent.png": (
+        "Latent space",
+        "Codes of held-out data against prior samples (the two leading principal components of "
+        "the prior samples when the latent space has more than two dimensions).",
+        "latent",
+    ),
+}
+
+
+def _png(path: Path) -> tuple[bytes | None, str | None]:
+    """The bytes of a PNG figure, or why there are none."""
+    if not path.is_file():
+        return None, None
+    try:
+        if path.stat().st_size > MAX_PNG_BYTES:
+            return None, f"{path.name} is larger than {MAX_PNG_BYTES // 2**20} MB"
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"{path.name} could not be read ({exc.strerror or exc})"
+    if not data.startswith(_PNG_SIGNATURE):
+        return None, f"{path.name} is not a PNG file"
+    return data, None
+
+
+def _figure_kind_applies(run: Run, kind: str) -> tuple[bool, str]:
+    """Whether ``wae run`` draws a figure of ``kind`` for this run, and why not."""
+    shape = run.record.get("data", {}).get("sample_shape", [])
+    image = len(shape) == 3
+    if kind == "image":
+        return image, f"the data are vectors of shape ({', '.join(map(str, shape))},), not images"
+    if kind == "2d":
+        size = math.prod(shape) if shape else 0
+        return (not image and size == 2), (
+            "the data are images" if image else f"the data have {size} dimensions, not 2"
+        )
+    dim = run.run.get("latent_dim")
+    return (not is_number(dim) or dim >= 2), "the latent space has 1 dimension"
+
+
+def _figure_cell(run: Run, name: str) -> tuple[str, str | None]:
+    """A figure of a run as HTML (its PNG embedded, or a note saying why there is none) and,
+    when ``wae run`` does not draw this figure for this run, why."""
+    title, _, kind = FIGURES[name]
+    applies, why_not = _figure_kind_applies(run, kind)
+    data, problem = _png(run.path / name)
+    if data is not None:
+        pixels = ' class="pixels"' * (kind == "image")
+        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        alt = f"{title} of {run.label}"
+        return f'<img{pixels} src="{uri}" alt="{esc(alt)}" data-file="{esc(name)}">', None
+    if problem:
+        why = problem
+    elif not applies:
+        return f'<p class="missing">Not drawn: {esc(why_not)}.</p>', why_not
+    elif not run.finished:
+        why = "not written: the run did not finish (figures are drawn at the end of training)"
+    else:
+        why = f"{name} is missing from the run folder"
+    return f'<p class="missing">{esc(why[0].upper() + why[1:])}.</p>', None
+
+
+def figures_single(run: Run) -> str:
+    if not run.finished and not any((run.path / name).is_file() for name in FIGURES):
+        return (
+            '<p class="missing">No figures: the run did not finish (wae run draws them at the end '
+            "of training).</p>"
+        )
+    cells: list[str] = []
+    absent: dict[str, list[str]] = {}
+    image = FIGURES["samples.png"][2]
+    for name, (title, caption, kind) in FIGURES.items():
+        cell, why_not = _figure_cell(run, name)
+        if why_not is not None:
+            if not (kind == "2d" and _figure_kind_applies(run, image)[0]):  # images: no data.png
+                absent.setdefault(why_not, []).append(title.lower())
+            continue
+        cells.append(
+            f'<figure id="fig-{name[:-4]}"><figcaption><b>{esc(title)}</b> '
+            f'<span class="muted">{esc(name)}</span><br>{esc(caption)}</figcaption>{cell}</figure>'
+        )
+    notes = "".join(
+        f'<p class="note">Not drawn for this run: {esc(", ".join(titles))}; {esc(why)}.</p>'
+        for why, titles in absent.items()
+    )
+    return f'<div class="figs">{"".join(cells)}</div>{notes}'
+
+
+def figures_compare(runs: list[Run]) -> str:
+    parts = []
+    for name, (title, caption, _) in FIGURES.items():
+        cells = [_figure_cell(r, name) for r in runs]
+        if all(why_not is not None for _, why_not in cells):
+            continue
+        parts.append(
+            f'<h3 id="fig-{name[:-4]}">{esc(title)} <span class="muted">{esc(name)}</span></h3>'
+            f'<p class="note">{esc(caption)}</p><div class="side">'
+        )
+        for run, (cell, _) in zip(runs, cells, strict=True):
+            parts.append(f"<figure><figcaption><b>{esc(run.label)}</b></figcaption>{cell}</figure>")
+        parts.append("</div>")
+    return "".join(parts) or '<p class="missing">No figure is drawn for these runs.</p>'

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
+from wae_toolkit.api import train
 from wae_toolkit.config.presets import resolve_config
-from wae_toolkit.engine.loop import train
 from wae_toolkit.metrics import evaluate_run
 
 PRESETS = ("digits-vae", "digits-mmd", "digits-gan")

@@ -30,7 +30,7 @@ import torch
 from wae_toolkit.build.components import build_components
 from wae_toolkit.build.model import adam
 from wae_toolkit.config.settings import RunConfig
-from wae_toolkit.engine.loop import StepFunctions
+from wae_toolkit.engine.step import StepFunctions
 
 #: name: (sample shape, latent dim, network options) -- the paper's setups.
 MODELS: dict[str, tuple[tuple[int, int, int], int, dict[str, Any]]] = {

@@ -59,10 +59,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-import wae_toolkit.engine.loop as wae_train  # noqa: E402
+import wae_toolkit.engine.hooks as wae_hooks  # noqa: E402
+from wae_toolkit.api import train as wae_train  # noqa: E402
 from wae_toolkit.build.components import build_components  # noqa: E402
 from wae_toolkit.config.settings import RunConfig  # noqa: E402
 from wae_toolkit.data import load_dataset  # noqa: E402
+from wae_toolkit.engine.setup import _threads_for  # noqa: E402
 
 LAMBDA = 10.0
 LATENT = 8
@@ -202,7 +204,7 @@ def run_wae(case: Case, tmp: Path, threads: int | None, default_threads: int) ->
     """One wae-toolkit run; the loop's seconds without the evaluations."""
     config = _config(case, tmp, threads, tmp / f"wae_{case.name}")
     eval_seconds = 0.0
-    original = wae_train.evaluate
+    original = wae_hooks.evaluate
 
     def timed_evaluate(*args: Any, **kwargs: Any) -> Any:
         nonlocal eval_seconds
@@ -214,11 +216,11 @@ def run_wae(case: Case, tmp: Path, threads: int | None, default_threads: int) ->
         return res
 
     torch.set_num_threads(default_threads)  # so that threads=None sees torch's own default
-    wae_train.evaluate = timed_evaluate
+    wae_hooks.evaluate = timed_evaluate
     try:
-        result = wae_train.train(config)
+        result = wae_train(config)
     finally:
-        wae_train.evaluate = original
+        wae_hooks.evaluate = original
     s = result.summary
     seconds = s["seconds"] - eval_seconds
     samples = s["steps"] * case.batch
@@ -234,7 +236,7 @@ def run_wae(case: Case, tmp: Path, threads: int | None, default_threads: int) ->
 
 def _threads_used(config: RunConfig, result: Any) -> int:
     n_params = sum(p.numel() for p in result.model.parameters() if p.requires_grad)
-    return wae_train._threads_for(config, torch.device(config.device), n_params)
+    return _threads_for(config, torch.device(config.device), n_params)
 
 
 def run_pythae(case: Case, tmp: Path, threads: int) -> dict[str, float]:
@@ -411,7 +413,7 @@ def main() -> None:
             comps = build_components(auto_cfg, probe.sample_shape, probe.value_range)
             n_params = sum(p.numel() for p in comps.model.parameters() if p.requires_grad)
             torch.set_num_threads(default_threads)
-            auto_threads = wae_train._threads_for(auto_cfg, torch.device(case.device), n_params)
+            auto_threads = _threads_for(auto_cfg, torch.device(case.device), n_params)
             with_auto = case.device == "cpu" and auto_threads != threads
             pairs: list[dict[str, Any]] = []
             for rep in range(args.repeats):

@@ -3,10 +3,12 @@
     python docs/gen_cli_reference.py            # rewrite docs/cli-reference.md
     python docs/gen_cli_reference.py --check    # exit 1 if the page is out of date
 
-The page is generated, never edited by hand: the help texts in ``wae_toolkit/cli*.py`` are the
-source. ``tests/test_docs_site.py`` fails when the committed page differs from what this script
-writes. The output depends only on click's view of the app (names, types, defaults, help), not
-on the terminal, rich's layout or Typer's own help renderer.
+The page is generated, never edited by hand: the help texts in ``wae_toolkit/cli/`` are the
+source, and for the run settings' options of ``wae run`` the ``cli(...)`` metadata of
+``RunConfig``'s fields (``wae_toolkit/config/settings.py``). ``tests/test_docs_site.py`` fails
+when the committed page differs from what this script writes. The output depends only on
+click's view of the app (names, types, defaults, help), not on the terminal, rich's layout or
+Typer's own help renderer.
 """
 
 from __future__ import annotations

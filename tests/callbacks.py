@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from wae_toolkit.engine.loop import Callback
+from wae_toolkit.engine.callbacks import Callback
 
 
 class StopAt(Callback):

@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -280,7 +281,7 @@ def test_a_resumed_run_replaces_its_abandoned_continuation(tmp_path):
         save_checkpoint(tmp_path, step, modules={"m": m}, keep=5)
     # resumed from step 10; its checkpoint of step 15 must be the latest, not step 30
     save_checkpoint(tmp_path, 15, modules={"m": m}, keep=5)
-    assert [ckpt._step_of(p) for p in list_checkpoints(tmp_path)] == [10, 15]
+    assert [ckpt.step_of(p) for p in list_checkpoints(tmp_path)] == [10, 15]
     assert latest_checkpoint(tmp_path) == checkpoint_path(tmp_path, 15)
 
 
@@ -294,7 +295,7 @@ def test_latest_skips_temporary_and_damaged_files(tmp_path):
     checkpoint_path(tmp_path, 7).write_bytes(data[:-10])  # cut short
     checkpoint_path(tmp_path, 8).write_bytes(b"")  # empty
     (folder / "step-00000010.safetensors.partial").write_bytes(data)  # not a checkpoint's name
-    assert [ckpt._step_of(p) for p in list_checkpoints(tmp_path)] == [5, 7, 8]
+    assert [ckpt.step_of(p) for p in list_checkpoints(tmp_path)] == [5, 7, 8]
     assert latest_checkpoint(tmp_path) == good
     with pytest.raises(
         InvalidCheckpointError, match=r"step-00000007.*not a wae-toolkit checkpoint"
@@ -407,7 +408,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypat
         def die(*args: Any) -> None:
             raise _Killed
 
-        monkeypatch.setattr(ckpt.os, "replace", die)
+        monkeypatch.setattr(os, "replace", die)
     with pytest.raises(_Killed):
         save_checkpoint(tmp_path, 2, **t.objects(), keep=1)
     monkeypatch.undo()
@@ -493,7 +494,7 @@ def test_unwritable_folder_gives_a_clear_error(tmp_path, monkeypatch):
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return real_open(path, flags, *args)
 
-    monkeypatch.setattr(ckpt.os, "open", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(CheckpointError, match=r"Cannot write checkpoints to .*is not writable"):
         check_writable(run, 1)
     with pytest.raises(CheckpointError, match=r"step 1 .*is not writable \(Permission denied\)"):
@@ -510,7 +511,7 @@ def test_check_writable_checks_space_and_leaves_nothing(tmp_path, monkeypatch):
     class Usage:
         total, used, free = 10**9, 10**9 - 5 * 10**6, 5 * 10**6
 
-    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda path: Usage)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage)
     with pytest.raises(
         CheckpointError, match=r"5.0 MB free and the checkpoints need about 40.0 MB"
     ):

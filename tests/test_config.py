@@ -45,7 +45,7 @@ def test_default_run_is_a_good_wae_on_digits(tmp_path):
     Reference figures (seed 0, CPU): test_mmd 0.021 against a floor of 0.018, reconstruction
     cost 0.74 (sum of squared errors over 64 pixels; predicting the mean image costs about 7).
     """
-    from wae_toolkit.engine.loop import train
+    from wae_toolkit.api import train
 
     res = train(RunConfig(out=str(tmp_path / "default"), device="cpu"))
     s = res.summary

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 import wae_toolkit as wt
 from wae_toolkit.errors import UsageError, WaeError
 from wae_toolkit.runs.figures import save_loss_curves
-from wae_toolkit.runs.folder import RunFileWarning, read_metrics
+from wae_toolkit.runs.read import RunFileWarning, read_metrics
 
 from .test_validation import assert_sentence, error_lines, wae
 

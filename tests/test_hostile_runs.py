@@ -29,6 +29,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wae_toolkit.api import train
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.engine.checkpoint import (
     METADATA_KEY,
@@ -39,7 +40,6 @@ from wae_toolkit.engine.checkpoint import (
     newest_checkpoint,
 )
 from wae_toolkit.engine.faults import TrainingInterrupted
-from wae_toolkit.engine.loop import train
 from wae_toolkit.errors import UsageError
 from wae_toolkit.runs import safe_io as safe_io
 
@@ -360,7 +360,7 @@ class DiskFills:
 def test_a_full_disk_during_training_stops_with_one_sentence_and_resumes_exactly(
     tmp_path, monkeypatch
 ):
-    from wae_toolkit.engine.loop import Callback
+    from wae_toolkit.engine.callbacks import Callback
 
     disk = DiskFills(monkeypatch)
 

@@ -34,7 +34,7 @@ TRACED_LIMIT = 256 * 2**20
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny run (digits, one epoch) for ``wae sample`` and ``wae interpolate``."""
-    from wae_toolkit.engine.loop import train
+    from wae_toolkit.api import train
 
     out = tmp_path_factory.mktemp("hostile") / "run"
     train(RunConfig(epochs=1, data_opts={"limit": 200}, out=str(out), device="cpu"))

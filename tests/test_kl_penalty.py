@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from wae_toolkit.api import train
 from wae_toolkit.builtins.kl import KLPenalty
 from wae_toolkit.config.settings import RunConfig
-from wae_toolkit.engine.loop import train
 from wae_toolkit.errors import UsageError
 from wae_toolkit.plugins import registry
 from wae_toolkit.plugins.testing import IsotropicGaussian

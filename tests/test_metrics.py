@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from wae_toolkit.api import train
 from wae_toolkit.cli.eval_cmds import compare_command, eval_command
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.data import load_dataset
-from wae_toolkit.engine.loop import train
 from wae_toolkit.errors import UsageError
 from wae_toolkit.metrics import EVAL_FILE, RunDataError, compare_runs, evaluate_run
 from wae_toolkit.metrics import classifier as clf_mod

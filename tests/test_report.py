@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 import wae_toolkit as wt
+from wae_toolkit.api import train
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.engine.faults import TrainingInterrupted
-from wae_toolkit.engine.loop import train
 from wae_toolkit.report import GENERATOR, build_report, write_report
 
 from .callbacks import StopAt

@@ -21,11 +21,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from wae_toolkit.api import train
 from wae_toolkit.builtins.mmd import IMQMMDPenalty
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.engine.checkpoint import latest_checkpoint, list_checkpoints
 from wae_toolkit.engine.faults import NonFiniteError, TrainingInterrupted
-from wae_toolkit.engine.loop import train
 from wae_toolkit.errors import UsageError, WaeError
 from wae_toolkit.runs.folder import load_run, read_metrics
 

@@ -1,4 +1,5 @@
-"""``wae run --track mlflow/tensorboard``: what the real libraries read back equals the run folder.
+"""``wae run --track mlflow/tensorboard``: what the real libraries read back equals the run folder
+(W&B: ``test_tracking_wandb.py``).
 
 MLflow runs are read with ``MlflowClient`` from SQLite stores in temporary folders, TensorBoard
 event files with tensorboard's ``EventAccumulator``; the reference is what the run wrote
@@ -20,13 +21,13 @@ from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing import event_accumulator as ea
 
 import wae_toolkit as wt
+from wae_toolkit.api import train
 from wae_toolkit.cli.app import main
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.engine.faults import TrainingInterrupted
-from wae_toolkit.engine.loop import train
 from wae_toolkit.errors import UsageError
 from wae_toolkit.runs.folder import read_metrics
-from wae_toolkit.trackers.base import mlflow_store
+from wae_toolkit.trackers.mlflow import mlflow_store
 
 from .callbacks import CrashAt, StopAt
 from .test_cli import error_line, wae
@@ -277,7 +278,11 @@ def test_fit_tracks_to_the_default_store_beside_the_run_folders(tmp_path, monkey
 
 @pytest.mark.parametrize(
     ("tracker", "module", "label"),
-    [("mlflow", "mlflow", "MLflow"), ("tensorboard", "tensorboard", "TensorBoard")],
+    [
+        ("mlflow", "mlflow", "MLflow"),
+        ("tensorboard", "tensorboard", "TensorBoard"),
+        ("wandb", "wandb", "W&B"),
+    ],
 )
 def test_a_missing_package_is_named_before_anything_is_trained(
     tmp_path, capsys, monkeypatch, tracker, module, label
@@ -302,7 +307,7 @@ def test_bad_tracking_settings_are_refused_in_one_sentence(tmp_path, capsys):
     assert code == 2
     assert error_line(err) == (
         "Error: Unknown tracker 'mlfow' in track. Did you mean 'mlflow'? "
-        "Trackers: mlflow, tensorboard."
+        "Trackers: mlflow, tensorboard, wandb."
     )
     code, _, err = wae(capsys, "run", *QUICK, "--tracking-uri", "x.db", "--out", str(out))
     assert code == 2
@@ -310,7 +315,7 @@ def test_bad_tracking_settings_are_refused_in_one_sentence(tmp_path, capsys):
     assert not out.exists()
     problems = RunConfig(track="mlflow", experiment=" ").problems()
     assert problems == [
-        "track must be a list of tracker names (mlflow, tensorboard); got 'mlflow'.",
+        "track must be a list of tracker names (mlflow, tensorboard, wandb); got 'mlflow'.",
         "experiment must be a non-empty name; got ' '.",
     ]
 

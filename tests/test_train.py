@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from wae_toolkit.api import train
 from wae_toolkit.config.settings import RunConfig
-from wae_toolkit.engine.loop import train
 from wae_toolkit.plugins import registry
 from wae_toolkit.runs.folder import load_run, read_metrics
 

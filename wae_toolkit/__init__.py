@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
-
 __all__ = [
     "__version__",
     "WaeError",
@@ -30,6 +28,7 @@ __all__ = [
 import sys
 
 from wae_toolkit._lazy import MovedModules, lazy_getattr
+from wae_toolkit._version import __version__
 from wae_toolkit.errors import WaeError
 from wae_toolkit.plugins.registry import create, list_plugins
 
@@ -48,10 +47,10 @@ if not any(isinstance(f, MovedModules) for f in sys.meta_path):
     sys.meta_path.append(MovedModules(MOVED))
 
 if TYPE_CHECKING:
-    from wae_toolkit.api import fit, load
+    from wae_toolkit.api import fit, load, train
     from wae_toolkit.config.presets import resolve_config
     from wae_toolkit.config.settings import RunConfig
-    from wae_toolkit.engine.loop import Callback, RunResult, train
+    from wae_toolkit.engine.callbacks import Callback, RunResult
     from wae_toolkit.export import export_model
     from wae_toolkit.metrics import compare_runs, evaluate_run
     from wae_toolkit.runs.folder import load_run
@@ -60,9 +59,9 @@ __getattr__ = lazy_getattr(
     "wae_toolkit",
     {
         "RunConfig": "config.settings",
-        "train": "engine.loop",
-        "Callback": "engine.loop",
-        "RunResult": "engine.loop",
+        "train": "api",
+        "Callback": "engine.callbacks",
+        "RunResult": "engine.callbacks",
         "fit": "api",
         "load": "api",
         "load_run": "runs.folder",

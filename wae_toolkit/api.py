@@ -34,10 +34,71 @@ from typing import Any
 
 from wae_toolkit.build.model import WAE
 from wae_toolkit.config.settings import RunConfig
+from wae_toolkit.engine.callbacks import Callback, RunResult
 from wae_toolkit.errors import UsageError
 from wae_toolkit.plugins.registry import KINDS, interface_class
 
-__all__ = ["fit", "load"]
+__all__ = ["train", "fit", "load"]
+
+
+def train(
+    config: RunConfig,
+    callback: Any = None,
+    sources: dict[str, str] | None = None,
+    resume: bool = False,
+) -> RunResult:
+    """Train a WAE as ``config`` says and write its run folder; what ``wae run`` calls.
+
+    Everything is validated (configuration, plugins and their options, data, network shape,
+    output folder and its free space) before anything is written. ``sources`` (from
+    :func:`wae_toolkit.config.presets.resolve_config`) says where each value came from and is
+    recorded in ``config.json``. ``callback`` is a :class:`~wae_toolkit.Callback` (or an object
+    with some of its methods); it may stop the run early with ``request_stop``.
+
+    With ``config.track``, the run is also logged to the trackers it names (by the process that
+    writes the run folder; see :mod:`wae_toolkit.trackers`).
+
+    A checkpoint is written every ``config.checkpoint_every`` steps, at the end, and when SIGINT
+    or SIGTERM arrives (training then stops after the current step). With ``resume=True`` the
+    run in ``config.out`` continues from its newest checkpoint: on CPU with the same settings it
+    ends with the same parameters and metrics as a run that was never interrupted.
+
+    Returns:
+        a :class:`~wae_toolkit.RunResult` with the run folder, the summary and the trained model.
+
+    Raises:
+        UsageError: bad configuration, plugin name or option, data, or output folder, or nothing
+            to resume.
+        NonFiniteError: a loss or gradient became NaN or infinite (more than
+            ``config.skip_bad_steps`` times); the last checkpoint is kept.
+        TrainingInterrupted: SIGINT or SIGTERM; a checkpoint of the last step was written.
+    """
+    import torch
+
+    from wae_toolkit.engine.callbacks import as_callback
+    from wae_toolkit.engine.distributed import launched_rank
+    from wae_toolkit.engine.loop import run_training
+    from wae_toolkit.signals import StopSignals
+
+    config.validate(build=False)  # the plugins are built once, by the engine
+    callbacks = [cb] if (cb := as_callback(callback)) is not None else []
+    if config.track and launched_rank() == 0:  # only the process writing the run folder tracks
+        from wae_toolkit.trackers import with_trackers
+
+        try:
+            callbacks = [with_trackers(callbacks[0] if callbacks else Callback(), config)]
+        except BaseException as exc:
+            for c in callbacks:
+                c.on_error(exc)
+            raise
+    previous_threads = torch.get_num_threads()
+    previous_benchmark = torch.backends.cudnn.benchmark
+    try:
+        with StopSignals() as signals:
+            return run_training(config, callbacks, sources, resume, signals)
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.backends.cudnn.benchmark = previous_benchmark
 
 
 def fit(
@@ -53,7 +114,7 @@ def fit(
         config: a :class:`RunConfig`, or the path of a configuration file (TOML/JSON/YAML, or a
             run's ``config.json`` to repeat it), or None for the defaults.
         preset: a preset's name (below the file and the keyword settings).
-        callback: a :class:`wae_toolkit.engine.loop.Callback` to follow training.
+        callback: a :class:`wae_toolkit.Callback` to follow (or stop) training.
         settings: run settings by name, as in :class:`RunConfig` (``lam`` or ``lambda``,
             ``penalty_opts={...}``...); they override the file and the preset. ``cost``,
             ``penalty``, ``prior`` and ``network`` also take a plugin class or instance.
@@ -79,7 +140,6 @@ def _fit(
     settings: dict[str, Any],
 ) -> WAE:
     from wae_toolkit.config.presets import resolve_config
-    from wae_toolkit.engine.loop import train
 
     if isinstance(config, RunConfig):
         if preset is not None:
@@ -113,7 +173,7 @@ def load(run_dir: str | Path, device: str = "cpu", **plugins: Any) -> WAE:
     Returns:
         the model, with ``run_dir`` and ``summary`` (the run's ``summary.json``; empty when the
         run has none, or when it cannot be read or is not a JSON object: then a
-        :class:`~wae_toolkit.runs.folder.RunFileWarning` says so, and the model is loaded all the
+        :class:`~wae_toolkit.runs.read.RunFileWarning` says so, and the model is loaded all the
         same).
 
     Raises:
@@ -123,13 +183,9 @@ def load(run_dir: str | Path, device: str = "cpu", **plugins: Any) -> WAE:
     """
     import warnings
 
-    from wae_toolkit.runs.folder import (
-        SUMMARY,
-        RunFileWarning,
-        file_problem,
-        load_run,
-        read_json_object,
-    )
+    from wae_toolkit.runs.names import SUMMARY
+    from wae_toolkit.runs.read import RunFileWarning, file_problem, read_run
+    from wae_toolkit.runs.restore import load_run
 
     wrong = sorted(k for k, v in plugins.items() if k not in KINDS or isinstance(v, str))
     if wrong:
@@ -138,16 +194,17 @@ def load(run_dir: str | Path, device: str = "cpu", **plugins: Any) -> WAE:
             f"cost=, penalty=, prior= or network=; got {', '.join(wrong)}."
         )
     classes, objects = _plugin_objects(dict(plugins))
+    folder = read_run(run_dir)
     with _using(classes, objects):
-        loaded = load_run(run_dir, device=device)
-    summary, why = read_json_object(Path(run_dir) / SUMMARY)
-    if why is not None:
+        loaded = load_run(folder, device=device)
+    if folder.summary_problem is not None:
         warnings.warn(
-            f"{file_problem(repr(str(Path(run_dir) / SUMMARY)), why)}; model.summary is empty.",
+            f"{file_problem(repr(str(folder.path / SUMMARY)), folder.summary_problem)}; "
+            "model.summary is empty.",
             RunFileWarning,
             stacklevel=2,
         )
-    return _finish(loaded.model, Path(run_dir), summary or {})
+    return _finish(loaded.model, folder.path, folder.summary or {})
 
 
 def _finish(model: WAE, run_dir: Path, summary: dict[str, Any]) -> WAE:

@@ -228,16 +228,17 @@ def _data_info(model: Any, run_dir: Path | None, sample_shape: Any) -> _DataInfo
             raise UsageError(
                 f"sample_shape must be a tuple of positive integers; got {sample_shape!r}."
             )
-    if run_dir is None or not (run_dir / "config.json").is_file():
+    from wae_toolkit.runs.names import CONFIG
+    from wae_toolkit.runs.read import read_run
+
+    if run_dir is None or not (run_dir / CONFIG).is_file():
         if given is None:
             raise UsageError(
                 "This model has no run folder to read its data's shape from; give sample_shape, "
                 "the shape of one sample."
             )
         return _DataInfo(given, None, {})
-    from wae_toolkit.runs.folder import _read_record
-
-    record = _read_record(run_dir)
+    record = read_run(run_dir).record
     shape = tuple(record["data"]["sample_shape"])
     if given is not None and given != shape:
         raise UsageError(
@@ -271,13 +272,12 @@ def _start_manifest(
             f"'{out}' already holds {' and '.join(existing)}; choose another --out or pass "
             "--overwrite to replace them."
         )
+    from wae_toolkit.runs.read import read_json_object
+
     path = out / MANIFEST
     if not path.exists():
         return {}
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        old = None
+    old, _ = read_json_object(path)  # None when damaged: a manifest of other weights
     same = (
         isinstance(old, dict)
         and old.get("wae_export") == _MANIFEST_VERSION
@@ -409,7 +409,7 @@ def _save_onnx(
                 f"The {part} could not be exported to ONNX: {str(exc).splitlines()[0]}"
             ) from exc
         assert program is not None
-        from wae_toolkit import __version__
+        from wae_toolkit._version import __version__
 
         props = program.model.metadata_props
         props["wae_toolkit"] = __version__
@@ -476,7 +476,7 @@ def _entry(
 ) -> dict[str, Any]:
     import torch
 
-    from wae_toolkit import __version__
+    from wae_toolkit._version import __version__
 
     shape = list(info.sample_shape)
     if part == "encoder":

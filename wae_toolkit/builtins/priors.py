@@ -14,8 +14,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from wae_toolkit.config.settings import MAX_SEED
 from wae_toolkit.errors import UsageError
+from wae_toolkit.limits import MAX_SEED
 from wae_toolkit.plugins.interfaces import Prior
 
 __all__ = [

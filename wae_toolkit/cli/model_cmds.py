@@ -72,7 +72,7 @@ def _write(path: Path, array: Any, loaded: Any, nrow: int = 8) -> None:
 
 
 def _load(run: str, device: str) -> Any:
-    from wae_toolkit.runs.folder import load_run
+    from wae_toolkit.runs.restore import load_run
 
     return load_run(run, device=device)  # checks the device first, as --device
 
@@ -261,17 +261,6 @@ _RUN_NAME = re.compile(r".+-\d{8}-\d{6}(-\d+)?")
 _CELLS = 7
 
 
-def _status(folder: Path, summary: dict[str, Any]) -> str:
-    if summary:
-        return "finished"
-    from wae_toolkit.engine.checkpoint import latest_checkpoint
-
-    ckpt = latest_checkpoint(folder)
-    if ckpt is None:
-        return "no checkpoint"
-    return f"stopped at step {int(ckpt.stem.split('-')[1])}"
-
-
 def _run_entries(root: Path) -> list[Path]:
     """The entries of ``root`` that are (or were meant to be) run folders, newest first: those
     holding a ``config.json`` (even a damaged one) and those named as ``wae run`` names runs."""
@@ -312,7 +301,9 @@ def _num(summary: dict[str, Any], key: str) -> str:
 def _run_row(p: Path) -> list[str]:
     """The cells of one entry's row after its name; what is wrong, in a few words, when it is
     not a readable run."""
-    from wae_toolkit.runs.folder import CONFIG, SUMMARY, read_json_object
+    from wae_toolkit.engine.checkpoint import latest_checkpoint
+    from wae_toolkit.runs.names import CONFIG, SUMMARY
+    from wae_toolkit.runs.read import read_run
 
     def problem(text: str) -> list[str]:
         return [""] * (_CELLS - 1) + [escape(text)]
@@ -321,19 +312,18 @@ def _run_row(p: Path) -> list[str]:
         if p.is_symlink() and not p.exists():
             return problem("broken symbolic link")
         return problem("not a folder")
-    record, why = read_json_object(p / CONFIG)
-    if why is not None:
-        return problem(f"unreadable config.json ({why})")
-    if record is None:
-        return problem("no config.json")
-    run = record.get("run")
+    folder = read_run(p, latest_checkpoint=latest_checkpoint)
+    if folder.config_problem is not None:
+        return problem(f"unreadable {CONFIG} ({folder.config_problem})")
+    if folder.config is None:
+        return problem(f"no {CONFIG}")
+    run = folder.config.get("run")
     if not isinstance(run, dict):
-        return problem("unreadable config.json (no run section)")
-    summary, why = read_json_object(p / SUMMARY)
-    status = _status(p, summary or {})
-    if why is not None:
-        status = f"unreadable summary.json ({why}); {status}"
-    summary = summary or {}
+        return problem(f"unreadable {CONFIG} (no run section)")
+    status = folder.status
+    if folder.summary_problem is not None:
+        status = f"unreadable {SUMMARY} ({folder.summary_problem}); {status}"
+    summary = folder.summary or {}
     steps = summary.get("steps")
     return [
         _short(run.get("data", "")),

@@ -15,7 +15,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from wae_toolkit.engine.loop import Callback, RunResult
+from wae_toolkit.engine.callbacks import Callback, RunResult
 
 __all__ = ["RichProgress", "print_summary"]
 

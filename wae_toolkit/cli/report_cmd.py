@@ -7,8 +7,6 @@ so the CLI starts fast.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -62,11 +60,11 @@ def report_command(
 def _evaluate(runs: list[str]) -> None:
     """``wae compare``'s evaluation of the finished runs (those with weights)."""
     from wae_toolkit.metrics import compare_runs
-    from wae_toolkit.metrics.record import check_run_folder
+    from wae_toolkit.runs.read import check_run_folder, read_run
 
     for run in runs:
-        check_run_folder(Path(run))
-    finished = [r for r in runs if (Path(r) / "model.safetensors").is_file()]
+        check_run_folder(run)
+    finished = [r for r in runs if read_run(r).weights.is_file()]
     if finished:
         with err.status(f"Evaluating {len(finished)} run(s) where needed ..."):
             compare_runs(finished)

@@ -22,6 +22,6 @@ __getattr__ = lazy_getattr(
         "parse_schedule": "settings",
         "resolve_config": "presets",
         "PRESETS": "presets",
-        "read_config_file": "files",
+        "read_config_file": "configfile",
     },
 )

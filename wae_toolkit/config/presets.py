@@ -306,5 +306,5 @@ def resolve_config(
                 values[key] = value
                 sources[key] = label
     config = RunConfig(**values)
-    config.validate()
+    config.validate(build=False)  # what needs built plugins is checked where they are built
     return config, dict(sorted(sources.items()))

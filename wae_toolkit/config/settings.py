@@ -8,9 +8,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+from wae_toolkit.config.fields import cli
+from wae_toolkit.config.trackers import DEFAULT_EXPERIMENT, TRACKERS  # the table of trackers
 from wae_toolkit.devices import DEVICE_NAMES
 from wae_toolkit.errors import UsageError, did_you_mean
 from wae_toolkit.errors import short_repr as _show
+from wae_toolkit.limits import MAX_SEED
 
 __all__ = ["RunConfig", "PAPER_BETAS"]
 
@@ -19,14 +22,19 @@ DEFAULT_LATENT_DIM = 8
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 ENCODERS = ("deterministic", "gaussian")
-#: Experiment trackers (``track``): name -> (module that must be importable, display name).
-TRACKERS = {"mlflow": ("mlflow", "MLflow"), "tensorboard": ("tensorboard", "TensorBoard")}
-DEFAULT_EXPERIMENT = "wae-toolkit"
 #: Upper bounds of some settings: beyond them torch fails with an overflow or the model cannot
 #: be allocated, so they are refused up front with a clear message.
 MAX_LATENT_DIM = 1 << 16
 MAX_THREADS = (1 << 31) - 1  # torch.set_num_threads takes a C int
-MAX_SEED = (1 << 63) - 1  # torch seeds are 64-bit; training also seeds with seed + 1
+
+
+def _plugin_opts(kind: str) -> dict[str, Any]:
+    """The metadata of a plugin's options (``cost_opts``...): ``--KIND-opt NAME=VALUE``."""
+    return cli(
+        f"Option of the {kind} plugin as NAME=VALUE; repeatable (see 'wae plugins show NAME').",
+        f"--{kind}-opt",
+        parse="assignments",
+    )
 
 
 @dataclass
@@ -36,17 +44,21 @@ class RunConfig:
     Plugin options (``*_opts``) are keyword arguments of the plugin's constructor; values may be
     CLI text, converted to the declared types when the plugin is created.
 
+    Each field declares its ``wae run`` option in its metadata
+    (:func:`~wae_toolkit.config.fields.cli`: help, flags, parsing); the command line is built from
+    them, in the order of the fields.
+
     Attributes:
-        data: built-in data set name or path (see :mod:`wae_toolkit.data`).
-        data_opts: options of the data source (``size``, ``key``, ``test_fraction``...).
-        network: the network plugin's name (encoder and decoder), resolved by the registry.
-        network_opts: its options.
         cost: the reconstruction cost plugin's name.
-        cost_opts: its options.
         penalty: the latent penalty plugin's name.
-        penalty_opts: its options.
         prior: the prior plugin's name.
-        prior_opts: its options (``dim`` comes from ``latent_dim``).
+        network: the network plugin's name (encoder and decoder), resolved by the registry.
+        data: built-in data set name or path (see :mod:`wae_toolkit.data`).
+        cost_opts: the cost's options.
+        penalty_opts: the penalty's options.
+        prior_opts: the prior's options (``dim`` comes from ``latent_dim``).
+        network_opts: the network's options.
+        data_opts: options of the data source (``size``, ``key``, ``test_fraction``...).
         latent_dim: dimension D of the latent space; the prior is built with ``dim=latent_dim``.
             ``None`` (the default) means ``min(8, values per sample)``: 8 as in the paper's MNIST
             setup, 2 for the 2-D toy sets (codes of higher dimension than the data could only
@@ -79,62 +91,147 @@ class RunConfig:
             collapsing; 0 turns it off.
         pretrain_steps: steps of encoder pre-training before the main loop, matching the mean
             and covariance of the codes to the prior's (the reference code's extra); 0 skips it.
+        checkpoint_every: write a resumable checkpoint every this many steps (and at the end, and
+            when interrupted); at most this many steps are lost if the process is killed.
+        keep_checkpoints: how many of the newest checkpoints to keep.
+        skip_bad_steps: how many steps with a non-finite loss or gradient may be skipped (the
+            update is dropped, on the device) before training stops; 0 stops at the first.
         compile: compile the training step (encoder, decoder, cost and penalty) with
             ``torch.compile``; the first steps take 10-60 s longer, later ones are faster
             (docs/performance.md says by how much).
         precision: ``fp32`` or ``bf16``: with ``bf16`` the encoder and decoder run under bf16
             autocast (CUDA, and CPUs with bf16 instructions) while the cost, the penalty and the
             weights stay in float32.
-        checkpoint_every: write a resumable checkpoint every this many steps (and at the end, and
-            when interrupted); at most this many steps are lost if the process is killed.
-        keep_checkpoints: how many of the newest checkpoints to keep.
-        skip_bad_steps: how many steps with a non-finite loss or gradient may be skipped (the
-            update is dropped, on the device) before training stops; 0 stops at the first.
-        track: experiment trackers to log the run to: ``"mlflow"``, ``"tensorboard"`` (each
-            needs its optional package; see docs/tracking.md). Empty: none.
+        track: experiment trackers to log the run to: ``"mlflow"``, ``"tensorboard"``,
+            ``"wandb"`` (each needs its optional package; see docs/tracking.md). Empty: none.
         tracking_uri: the MLflow tracking URI (``sqlite:///path.db`` or a path ending in
             ``.db``, ``http://...``, any URI MLflow takes); ``None`` uses
             ``sqlite:///<folder holding the run folder>/mlflow.db``.
-        experiment: the MLflow experiment the run is logged to (created when missing).
+        experiment: the MLflow experiment (the W&B project) the run is logged to (created
+            when missing).
     """
 
-    data: str = "digits"
-    data_opts: dict[str, Any] = field(default_factory=dict)
-    network: str = "mlp"
-    network_opts: dict[str, Any] = field(default_factory=dict)
-    cost: str = "l2"
-    cost_opts: dict[str, Any] = field(default_factory=dict)
-    penalty: str = "mmd-imq"
-    penalty_opts: dict[str, Any] = field(default_factory=dict)
-    prior: str = "gaussian"
-    prior_opts: dict[str, Any] = field(default_factory=dict)
-    latent_dim: int | None = None
-    encoder: str = "deterministic"
-    lam: float = 10.0
-    epochs: int = 300
-    batch_size: int = 100
-    lr: float = 1e-3
-    beta1: float = PAPER_BETAS[0]
-    beta2: float = PAPER_BETAS[1]
-    lr_schedule: list[tuple[int, float]] | None = None
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    out: str | None = None
-    overwrite: bool = False
-    log_every: int = 10
-    eval_every: int = 10
-    input_noise: float = 0.0
-    logvar_l1: float = 0.0
-    pretrain_steps: int = 0
-    compile: bool = False
-    precision: str = "fp32"
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-    skip_bad_steps: int = 0
-    track: list[str] = field(default_factory=list)
-    tracking_uri: str | None = None
-    experiment: str = DEFAULT_EXPERIMENT
+    cost: str = field(default="l2", metadata=cli("Reconstruction cost.", complete="cost"))
+    penalty: str = field(default="mmd-imq", metadata=cli("Latent penalty D_Z.", complete="penalty"))
+    prior: str = field(default="gaussian", metadata=cli("Prior P_Z.", complete="prior"))
+    network: str = field(
+        default="mlp", metadata=cli("Encoder/decoder architecture.", complete="network")
+    )
+    data: str = field(
+        default="digits",
+        metadata=cli(
+            "Built-in data set (digits, swiss-roll, moons, ring) or a path: .npy/.npz, a folder "
+            "of images, or a folder of MNIST IDX files."
+        ),
+    )
+    cost_opts: dict[str, Any] = field(default_factory=dict, metadata=_plugin_opts("cost"))
+    penalty_opts: dict[str, Any] = field(default_factory=dict, metadata=_plugin_opts("penalty"))
+    prior_opts: dict[str, Any] = field(default_factory=dict, metadata=_plugin_opts("prior"))
+    network_opts: dict[str, Any] = field(default_factory=dict, metadata=_plugin_opts("network"))
+    data_opts: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=cli(
+            "Option of the data source as NAME=VALUE (size, key, limit...).",
+            "--data-opt",
+            parse="assignments",
+        ),
+    )
+    latent_dim: int | None = field(
+        default=None,
+        metadata=cli(
+            "Latent dimension D.",
+            "--latent-dim",
+            "-d",
+            default_help="8, or the data's size when smaller (2 for toy sets)",
+        ),
+    )
+    encoder: str = field(
+        default="deterministic", metadata=cli("Encoder kind: deterministic or gaussian.")
+    )
+    lam: float = field(default=10.0, metadata=cli("Weight of the latent penalty.", "--lambda"))
+    epochs: int = field(default=300, metadata=cli("Training epochs.", "--epochs", "-e"))
+    batch_size: int = field(default=100, metadata=cli("Batch size.", "--batch-size", "-b"))
+    lr: float = field(default=1e-3, metadata=cli("Adam learning rate."))
+    beta1: float = field(
+        default=PAPER_BETAS[0], metadata=cli("Adam beta1.", default_help="0.5, the paper's")
+    )
+    beta2: float = field(default=PAPER_BETAS[1], metadata=cli("Adam beta2."))
+    lr_schedule: list[tuple[int, float]] | None = field(
+        default=None,
+        metadata=cli(
+            "EPOCH:FACTOR,... learning-rate factors from given epochs (e.g. 30:0.5,50:0.1), or "
+            "'none' for a constant rate.",
+            default_help="the paper's proportions, lr/2 from 30% of the epochs and lr/10 from 50%",
+            parse="schedule",
+        ),
+    )
+    seed: int = field(default=0, metadata=cli("Random seed; same seed, same run on CPU."))
+    device: str = field(default="auto", metadata=cli("auto, cpu, cuda, cuda:N or mps."))
+    threads: int | None = field(
+        default=None,
+        metadata=cli(
+            "CPU threads.", default_help="1 for models under 1M parameters on CPU, else all"
+        ),
+    )
+    out: str | None = field(
+        default=None,
+        metadata=cli("Run folder.", "--out", "-o", default_help="a new folder under runs/"),
+    )
+    overwrite: bool = field(default=False, metadata=cli("Replace the run already in --out."))
+    log_every: int = field(default=10, metadata=cli("Log step losses every N steps."))
+    eval_every: int = field(default=10, metadata=cli("Evaluate on held-out data every N epochs."))
+    input_noise: float = field(
+        default=0.0,
+        metadata=cli("Std of Gaussian noise added to the encoder's input in training."),
+    )
+    logvar_l1: float = field(
+        default=0.0, metadata=cli("L1 penalty weight on a Gaussian encoder's log-variances.")
+    )
+    pretrain_steps: int = field(
+        default=0,
+        metadata=cli("Encoder pre-training steps matching the codes' moments to the prior's."),
+    )
+    checkpoint_every: int = field(
+        default=500,
+        metadata=cli("Write a resumable checkpoint every N steps (also at the end and on Ctrl-C)."),
+    )
+    keep_checkpoints: int = field(
+        default=3, metadata=cli("How many of the newest checkpoints to keep.")
+    )
+    skip_bad_steps: int = field(
+        default=0,
+        metadata=cli("Steps with a NaN/infinite loss or gradient to skip before stopping."),
+    )
+    compile: bool = field(
+        default=False,
+        metadata=cli("Compile the training step with torch.compile (slower start, faster steps)."),
+    )
+    precision: str = field(
+        default="fp32",
+        metadata=cli("fp32, or bf16 autocast for the networks (cost and penalty stay float32)."),
+    )
+    track: list[str] = field(
+        default_factory=list,
+        metadata=cli(
+            "Log the run to mlflow, tensorboard or wandb; repeatable or comma-separated "
+            "(docs/tracking.md).",
+            metavar="NAME",
+            complete="trackers",
+            parse="names",
+        ),
+    )
+    tracking_uri: str | None = field(
+        default=None,
+        metadata=cli(
+            "MLflow tracking URI (sqlite:///f.db, or a path f.db; http://host:5000...).",
+            metavar="URI",
+            default_help="sqlite:///RUNS/mlflow.db, beside the run folder",
+        ),
+    )
+    experiment: str = field(
+        default=DEFAULT_EXPERIMENT,
+        metadata=cli("MLflow experiment of the run, created when missing.", metavar="NAME"),
+    )
 
     def __post_init__(self) -> None:
         """Take what Python callers naturally pass: paths for ``data`` and ``out``, NumPy
@@ -245,7 +342,7 @@ class RunConfig:
             p = [
                 f"Unknown tracker {_show(t)} in track.{did_you_mean(t, TRACKERS)} "
                 f"Trackers: {allowed}."
-                for t in track
+                for t in dict.fromkeys(track)  # each unknown name once
                 if t not in TRACKERS
             ]
         uri = self.tracking_uri
@@ -269,15 +366,15 @@ class RunConfig:
         if not isinstance(self.track, list | tuple):
             return problems  # problems() names it
         for name in dict.fromkeys(t for t in self.track if isinstance(t, str) and t in TRACKERS):
-            module, label = TRACKERS[name]
+            spec = TRACKERS[name]
             try:
-                found = importlib.util.find_spec(module) is not None
+                found = importlib.util.find_spec(spec.package) is not None
             except (ImportError, ValueError):  # a broken installation counts as missing
                 found = False
             if not found:
                 problems.append(
-                    f"--track {name} needs {label}, which is not installed: "
-                    f"pip install 'wae-toolkit[{name}]'."
+                    f"--track {name} needs {spec.label}, which is not installed: "
+                    f"pip install 'wae-toolkit[{spec.extra}]'."
                 )
         return problems
 
@@ -330,17 +427,22 @@ class RunConfig:
             "drop the prior's dim option or make them equal."
         ]
 
-    def validate(self, *, plugins: bool = True) -> None:
+    def validate(self, *, plugins: bool = True, build: bool = True) -> None:
         """Raise :class:`~wae_toolkit.errors.UsageError` listing every problem, if any.
 
         Besides :meth:`problems`, the packages of the trackers in ``track`` must be installed.
 
         Args:
             plugins: also check what needs the plugin classes (see
-                :func:`wae_toolkit.build.components.plugin_problems`): that the plugins exist, that
-                their options exist and have allowed values, that the penalty gets the encoder
-                it needs and that the prior has the latent dimension. Nothing is trained and no
-                data are read, so every message comes before any work starts.
+                :func:`wae_toolkit.config.plugin_checks.plugin_problems`): that the plugins
+                exist, that their options exist and have allowed values, that the penalty gets
+                the encoder it needs and that the prior has the latent dimension. Nothing is
+                trained and no data are read, so every message comes before any work starts.
+            build: with ``plugins``, also create each plugin once (then drop it) to check the
+                values its constructor accepts, the prior's samples and that the penalty accepts
+                the prior. A run passes ``build=False``: it builds its plugins once, in
+                :func:`~wae_toolkit.build.components.build_components`, which tells the same
+                problems.
 
         Raises:
             UsageError: one line per problem, each a sentence saying what is allowed.
@@ -348,12 +450,18 @@ class RunConfig:
         problems = self.problems() + self.missing_tracker_packages()
         cause: BaseException | None = None
         if plugins:
-            from wae_toolkit.build.components import plugin_problems_and_cause
+            from wae_toolkit.config.plugin_checks import plugin_problems_and_cause
 
-            more, cause = plugin_problems_and_cause(self)
+            more, cause = plugin_problems_and_cause(self, build)
             problems += more
         if problems:
             raise UsageError("\n".join(problems)) from cause
+
+    def known_latent_dim(self) -> int | None:
+        """``latent_dim`` when it is given and allowed; None when it comes from the data."""
+        latent = self.latent_dim
+        ok = isinstance(latent, int) and not isinstance(latent, bool)
+        return latent if ok and 1 <= latent <= MAX_LATENT_DIM else None  # type: ignore[operator]
 
     def resolved_latent_dim(self, sample_shape: tuple[int, ...]) -> int:
         """``latent_dim``, or ``min(8, values per sample)`` when it is None."""

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from wae_toolkit.data.dataset import Dataset
     from wae_toolkit.data.expected import MNIST_FILES
     from wae_toolkit.data.images import IMAGE_EXTENSIONS
-    from wae_toolkit.data.load import expected_contents, load_dataset
+    from wae_toolkit.data.resolve import expected_contents, load_dataset
     from wae_toolkit.data.source_options import data_options
 
 __all__ = [
@@ -62,8 +62,8 @@ __getattr__ = lazy_getattr(
     "wae_toolkit.data",
     {
         "Dataset": "dataset",
-        "load_dataset": "load",
-        "expected_contents": "load",
+        "load_dataset": "resolve",
+        "expected_contents": "resolve",
         "builtin_datasets": "builtin",
         "data_options": "source_options",
         "IMAGE_EXTENSIONS": "images",

@@ -12,10 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from wae_toolkit.config.settings import MAX_SEED
 from wae_toolkit.data.expected import MNIST_FILES_TEXT
 from wae_toolkit.errors import DataError, did_you_mean
 from wae_toolkit.errors import short_repr as _show
+from wae_toolkit.limits import MAX_SEED
 from wae_toolkit.plugins.options import convert, type_name
 
 

@@ -1,19 +1,15 @@
-"""The training engine: the one loop (:mod:`~wae_toolkit.engine.loop`), its checkpoints
-(:mod:`~wae_toolkit.engine.checkpoint`), faults and signals (:mod:`~wae_toolkit.engine.faults`),
-encoder pre-training (:mod:`~wae_toolkit.engine.pretrain`), held-out evaluation during training
-(:mod:`~wae_toolkit.engine.heldout`) and multi-process helpers
-(:mod:`~wae_toolkit.engine.distributed`)."""
+"""The training engine, as small parts (see docs/architecture.md):
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-from wae_toolkit._lazy import lazy_getattr
-
-if TYPE_CHECKING:
-    from wae_toolkit.engine.loop import Callback, RunResult, train
-
-__all__ = ["train", "Callback", "RunResult"]
-__getattr__ = lazy_getattr(
-    "wae_toolkit.engine", {"train": "loop", "Callback": "loop", "RunResult": "loop"}
-)
+- :mod:`~wae_toolkit.engine.setup`: everything a run needs before step 1, built once;
+- :mod:`~wae_toolkit.engine.loop`: the loop (the order of events only);
+- :mod:`~wae_toolkit.engine.step`: one optimisation step;
+- :mod:`~wae_toolkit.engine.state`: the loop's state, saved into and restored from checkpoints;
+- :mod:`~wae_toolkit.engine.callbacks`: the ``Callback`` interface every other part implements;
+- :mod:`~wae_toolkit.engine.hooks`: the built-in callbacks (metrics file, held-out evaluation,
+  checkpoints);
+- :mod:`~wae_toolkit.engine.checkpoint`, :mod:`~wae_toolkit.engine.resume`: checkpoints and
+  resuming; :mod:`~wae_toolkit.engine.faults`: signals and non-finite steps;
+  :mod:`~wae_toolkit.engine.pretrain`: encoder pre-training;
+  :mod:`~wae_toolkit.engine.heldout`: held-out evaluation;
+  :mod:`~wae_toolkit.engine.distributed`: multi-process helpers.
+"""

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from wae_toolkit import __version__
+from wae_toolkit._version import __version__
 from wae_toolkit.data import Dataset
 from wae_toolkit.errors import UsageError
 from wae_toolkit.metrics.batching import batched

@@ -9,7 +9,8 @@ from typing import Any
 from wae_toolkit.errors import UsageError
 from wae_toolkit.metrics.evaluate import evaluate_run
 from wae_toolkit.metrics.ot import EXACT_MAX
-from wae_toolkit.metrics.record import check_run_folder, eval_settings, reusable
+from wae_toolkit.metrics.record import eval_settings, reusable
+from wae_toolkit.runs.read import check_run_folder
 
 __all__ = ["compare_runs"]
 

@@ -1,6 +1,6 @@
 """Evaluate a finished run folder with every offline metric.
 
-:func:`evaluate_run` loads the run (:func:`wae_toolkit.runs.folder.load_run`), rebuilds its held-out
+:func:`evaluate_run` loads the run (:func:`~wae_toolkit.load_run`), rebuilds its held-out
 split from the data set and options its ``config.json`` records, and computes each metric beside
 its floor (what real data score at the same sample size), then writes ``eval.json`` into the run
 folder. Sample-based metrics use ``n = min(n_samples, held-out size, training size)`` points: a
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from wae_toolkit import __version__
+from wae_toolkit._version import __version__
 from wae_toolkit.data import Dataset, load_dataset
 from wae_toolkit.engine.heldout import MAX_MMD_SAMPLES, evaluate, prior_mmd_floor
 from wae_toolkit.errors import DataError, UsageError
@@ -29,9 +29,11 @@ from wae_toolkit.metrics.classifier import load_or_train
 from wae_toolkit.metrics.fid import fid
 from wae_toolkit.metrics.frechet import frechet
 from wae_toolkit.metrics.ot import EXACT_MAX, ot_distance
-from wae_toolkit.metrics.record import EVAL_FILE, check_run_folder, eval_settings, weights_hash
+from wae_toolkit.metrics.record import EVAL_FILE, eval_settings
 from wae_toolkit.metrics.sharpness import sharpness
-from wae_toolkit.runs.folder import LoadedRun, load_run, write_json
+from wae_toolkit.runs.folder import write_json
+from wae_toolkit.runs.read import check_run_folder, weights_hash
+from wae_toolkit.runs.restore import LoadedRun, load_run
 
 __all__ = ["RunDataError", "evaluate_run"]
 

@@ -7,26 +7,20 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from wae_toolkit.config.settings import is_number
-from wae_toolkit.errors import UsageError
-from wae_toolkit.runs.folder import CONFIG, WEIGHTS
+from wae_toolkit.runs.names import EVAL_FILE
 
 __all__ = [
     "EVAL_FILE",
     "METRICS",
     "HOW_TO_READ",
-    "check_run_folder",
     "eval_settings",
-    "weights_hash",
     "reusable",
     "best_index",
 ]
-
-EVAL_FILE = "eval.json"
 
 #: Metric name -> (label, what its floor is, which way is better), in table order.
 METRICS: dict[str, tuple[str, str, str]] = {
@@ -46,14 +40,6 @@ HOW_TO_READ = (
 )
 
 
-def check_run_folder(path: Path) -> None:
-    """Raise :class:`UsageError` unless ``path`` is a folder holding a ``config.json``."""
-    if not path.exists():
-        raise UsageError(f"'{path}' does not exist; give a run folder written by 'wae run'.")
-    if not (path / CONFIG).is_file():
-        raise UsageError(f"'{path}' is not a run folder: it has no {CONFIG}.")
-
-
 def eval_settings(
     n_samples: int, seed: int, exact_max: int, classifier_steps: int
 ) -> dict[str, int]:
@@ -64,11 +50,6 @@ def eval_settings(
         "exact_max": exact_max,
         "classifier_steps": classifier_steps,
     }
-
-
-def weights_hash(run_dir: Path) -> str:
-    """SHA-256 of the run's ``model.safetensors``."""
-    return hashlib.sha256((run_dir / WEIGHTS).read_bytes()).hexdigest()
 
 
 def _is_record(record: dict[str, Any]) -> bool:
@@ -93,16 +74,12 @@ def _is_record(record: dict[str, Any]) -> bool:
 def reusable(run_dir: Path, settings: dict[str, int]) -> dict[str, Any] | None:
     """The run's ``eval.json`` when it was computed with ``settings`` on its current weights
     (``None`` when it is absent, damaged, or of other settings or weights)."""
-    from wae_toolkit.runs.folder import read_json_object
+    from wae_toolkit.runs.read import read_run
 
-    record, _ = read_json_object(run_dir / EVAL_FILE)
+    record = read_run(run_dir).evaluation  # None unless computed on the current weights
     if record is None or record.get("settings") != settings or not _is_record(record):
         return None
-    try:
-        current = weights_hash(run_dir)
-    except OSError:
-        return None
-    return record if record.get("weights_sha256") == current else None
+    return record
 
 
 def best_index(values: list[float | None], floors: list[float | None], better: str) -> int | None:

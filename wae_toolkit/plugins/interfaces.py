@@ -29,7 +29,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from wae_toolkit.engine.faults import stop_requested
+from wae_toolkit.signals import stop_requested
 
 __all__ = [
     "INTERFACE_VERSION",

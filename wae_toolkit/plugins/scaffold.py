@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from wae_toolkit import __version__
+from wae_toolkit._version import __version__
 from wae_toolkit.errors import UsageError
 from wae_toolkit.plugins.interfaces import INTERFACE_VERSION
 from wae_toolkit.plugins.registry import KINDS, get_plugin_info, normalize_kind

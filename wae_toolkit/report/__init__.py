@@ -1,7 +1,8 @@
 """``wae report``: one self-contained HTML page about a run, or comparing several runs.
 
-The page is built from what the run folders hold, read as JSON and PNG only (nothing is
-unpickled, no model is loaded):
+The page is built from what the run folders hold, read by
+:func:`wae_toolkit.runs.read.read_run` as JSON and PNG only (nothing is unpickled, no model is
+loaded):
 
 - ``config.json``: the settings (with where each came from, when recorded), the plugins and the
   versions;
@@ -32,7 +33,7 @@ from wae_toolkit.report.page import (
     is_report,
     write_report,
 )
-from wae_toolkit.runs.folder import REPORT_FILE
+from wae_toolkit.runs.names import REPORT_FILE
 
 __all__ = [
     "GENERATOR",

@@ -7,7 +7,6 @@ from typing import Any
 
 from wae_toolkit.config.settings import is_number
 from wae_toolkit.report.markup import esc, html_table, number, td, value_text
-from wae_toolkit.report.read import Run
 from wae_toolkit.report.sections import (
     GROUPS,
     PLUGIN_KINDS,
@@ -15,9 +14,10 @@ from wae_toolkit.report.sections import (
     flat_settings,
     header_facts,
 )
+from wae_toolkit.runs.read import RunFolder
 
 
-def runs_table(runs: list[Run]) -> str:
+def runs_table(runs: list[RunFolder]) -> str:
     keys = ["status", "created", "steps", "training time", "device", "versions", "data", "folder"]
     rows = []
     for i, run in enumerate(runs):
@@ -27,7 +27,7 @@ def runs_table(runs: list[Run]) -> str:
     return html_table(["run", *keys], rows, cls="runs")
 
 
-def config_diff(runs: list[Run]) -> str:
+def config_diff(runs: list[RunFolder]) -> str:
     flats = [flat_settings(r) for r in runs]
     for flat, run in zip(flats, runs, strict=True):
         for kind in PLUGIN_KINDS:
@@ -71,7 +71,7 @@ def config_diff(runs: list[Run]) -> str:
     return "".join(parts)
 
 
-def metrics_compare(runs: list[Run]) -> str:
+def metrics_compare(runs: list[RunFolder]) -> str:
     from wae_toolkit.metrics.record import HOW_TO_READ, METRICS, best_index
 
     finals = [r.final() for r in runs]

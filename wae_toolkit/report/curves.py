@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from wae_toolkit.report.markup import esc, finite
-from wae_toolkit.report.read import Run
+from wae_toolkit.runs.read import RunFolder
 
 #: Step losses beyond this many points are averaged in bins before they are drawn.
 MAX_POINTS = 1500
@@ -71,7 +71,7 @@ def _svg(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _loss_figure(runs: list[Run]) -> bytes | None:
+def _loss_figure(runs: list[RunFolder]) -> bytes | None:
     """The loss curves as SVG: one run's terms and evaluations, or several runs overlaid."""
     if not any(r.get("kind") in ("step", "eval") for run in runs for r in run.records):
         return None
@@ -84,7 +84,7 @@ def _loss_figure(runs: list[Run]) -> bytes | None:
         return _svg(_compare_curves(Figure(figsize=(12, 7.2), layout="constrained"), runs))
 
 
-def _single_curves(fig: Any, run: Run) -> Any:
+def _single_curves(fig: Any, run: RunFolder) -> Any:
     axes = fig.subplots(1, 3)
     recs = run.records
     steps = [r for r in recs if r.get("kind") == "step"]
@@ -120,7 +120,7 @@ def _single_curves(fig: Any, run: Run) -> Any:
     return fig
 
 
-def _compare_curves(fig: Any, runs: list[Run]) -> Any:
+def _compare_curves(fig: Any, runs: list[RunFolder]) -> Any:
     axes = fig.subplots(2, 2).ravel()
     panels = [
         ("step", "cost", "training cost"),
@@ -160,7 +160,7 @@ def _legend_line(color: str, label: str) -> Any:
     return Line2D([], [], color=color, lw=2, label=literal(label))
 
 
-def curves_section(runs: list[Run]) -> str:
+def curves_section(runs: list[RunFolder]) -> str:
     svg = _loss_figure(runs)
     if svg is None:
         return '<p class="missing">No losses were logged (metrics.jsonl has no step record).</p>'

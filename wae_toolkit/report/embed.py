@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import base64
 import math
-from pathlib import Path
 
 from wae_toolkit.config.settings import is_number
 from wae_toolkit.report.markup import esc
-from wae_toolkit.report.read import Run
+from wae_toolkit.runs.read import RunFolder
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: A larger figure file is not embedded (wae run's figures are well under 1 MB).
-MAX_PNG_BYTES = 32 * 2**20
 #: Figure file -> (title, caption, drawn for: "image", "2d" or "latent").
 FIGURES: dict[str, tuple[str, str, str]] = {
     "samples.png": ("Samples", "G(z) for codes z drawn from the prior.", "image"),
@@ -41,22 +37,7 @@ FIGURES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _png(path: Path) -> tuple[bytes | None, str | None]:
-    """The bytes of a PNG figure, or why there are none."""
-    if not path.is_file():
-        return None, None
-    try:
-        if path.stat().st_size > MAX_PNG_BYTES:
-            return None, f"{path.name} is larger than {MAX_PNG_BYTES // 2**20} MB"
-        data = path.read_bytes()
-    except OSError as exc:
-        return None, f"{path.name} could not be read ({exc.strerror or exc})"
-    if not data.startswith(_PNG_SIGNATURE):
-        return None, f"{path.name} is not a PNG file"
-    return data, None
-
-
-def _figure_kind_applies(run: Run, kind: str) -> tuple[bool, str]:
+def _figure_kind_applies(run: RunFolder, kind: str) -> tuple[bool, str]:
     """Whether ``wae run`` draws a figure of ``kind`` for this run, and why not."""
     shape = run.record.get("data", {}).get("sample_shape", [])
     image = len(shape) == 3
@@ -67,16 +48,16 @@ def _figure_kind_applies(run: Run, kind: str) -> tuple[bool, str]:
         return (not image and size == 2), (
             "the data are images" if image else f"the data have {size} dimensions, not 2"
         )
-    dim = run.run.get("latent_dim")
+    dim = run.settings.get("latent_dim")
     return (not is_number(dim) or dim >= 2), "the latent space has 1 dimension"
 
 
-def _figure_cell(run: Run, name: str) -> tuple[str, str | None]:
+def _figure_cell(run: RunFolder, name: str) -> tuple[str, str | None]:
     """A figure of a run as HTML (its PNG embedded, or a note saying why there is none) and,
     when ``wae run`` does not draw this figure for this run, why."""
     title, _, kind = FIGURES[name]
     applies, why_not = _figure_kind_applies(run, kind)
-    data, problem = _png(run.path / name)
+    data, problem = run.figure(name)
     if data is not None:
         pixels = ' class="pixels"' * (kind == "image")
         uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
@@ -93,7 +74,7 @@ def _figure_cell(run: Run, name: str) -> tuple[str, str | None]:
     return f'<p class="missing">{esc(why[0].upper() + why[1:])}.</p>', None
 
 
-def figures_single(run: Run) -> str:
+def figures_single(run: RunFolder) -> str:
     if not run.finished and not any((run.path / name).is_file() for name in FIGURES):
         return (
             '<p class="missing">No figures: the run did not finish (wae run draws them at the end '
@@ -119,7 +100,7 @@ def figures_single(run: Run) -> str:
     return f'<div class="figs">{"".join(cells)}</div>{notes}'
 
 
-def figures_compare(runs: list[Run]) -> str:
+def figures_compare(runs: list[RunFolder]) -> str:
     parts = []
     for name, (title, caption, _) in FIGURES.items():
         cells = [_figure_cell(r, name) for r in runs]

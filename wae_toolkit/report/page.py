@@ -5,20 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from wae_toolkit import __version__
+from wae_toolkit._version import __version__
 from wae_toolkit.errors import UsageError
 from wae_toolkit.report.comparison import config_diff, metrics_compare, runs_table
 from wae_toolkit.report.curves import curves_section
 from wae_toolkit.report.embed import figures_compare, figures_single
 from wae_toolkit.report.markup import esc
-from wae_toolkit.report.read import Run, read_runs
 from wae_toolkit.report.sections import (
     config_section,
     epoch_table,
     final_section,
     header_facts,
 )
-from wae_toolkit.runs.folder import REPORT_FILE
+from wae_toolkit.runs.names import REPORT_FILE
+from wae_toolkit.runs.read import RunFolder, check_run_folder, read_run
 from wae_toolkit.runs.safe_io import write_text
 
 #: The content of the page's ``<meta name="generator">``; a file holding it may be replaced.
@@ -28,11 +28,54 @@ _MARKER = b'<meta name="generator" content="wae-toolkit'
 COMPARISON_FILE = "wae-report.html"
 
 
-def _notes(run: Run, prefix: str = "") -> str:
+def _resolved(path: Path) -> Path:
+    """``path`` with its links resolved, or as an absolute path when they cannot be (a loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # Python < 3.13 raises RuntimeError on a link loop
+        return path.absolute()
+
+
+def _labels(paths: Sequence[Path]) -> list[str]:
+    """Short names of the runs: the folder names, or the paths when names repeat."""
+    names = [_resolved(p).name or str(p) for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [str(p) for p in paths]
+
+
+def read_runs(run_dirs: Sequence[str | Path]) -> list[RunFolder]:
+    """The run folders to report on, each checked to hold a run's ``config.json``.
+
+    Raises:
+        UsageError: no run, a path given twice, or a path that is not a readable run folder
+            (one sentence).
+    """
+    from wae_toolkit.engine.checkpoint import latest_checkpoint
+
+    paths = [Path(p) for p in run_dirs]
+    if not paths:
+        raise UsageError("Give at least one run folder to report on.")
+    seen: dict[Path, Path] = {}
+    for p in paths:
+        key = _resolved(p)
+        if key in seen:
+            raise UsageError(f"The run '{p}' is given twice; name each run folder once.")
+        seen[key] = p
+    runs = []
+    for p, label in zip(paths, _labels(paths), strict=True):
+        check_run_folder(p)
+        run = read_run(p, label, latest_checkpoint=latest_checkpoint)
+        _ = run.record  # a damaged config.json is refused here, with one sentence
+        runs.append(run)
+    return runs
+
+
+def _notes(run: RunFolder, prefix: str = "") -> str:
     return "".join(f'<p class="note warn">{esc(prefix + n)}.</p>' for n in run.notes)
 
 
-def _single_body(run: Run) -> tuple[str, str]:
+def _single_body(run: RunFolder) -> tuple[str, str]:
     facts = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in header_facts(run))
     header = (
         f'<header><p class="kicker">wae-toolkit run report</p><h1>{esc(run.label)}</h1>'
@@ -64,7 +107,7 @@ def _sections(sections: list[tuple[str, str, str]]) -> str:
     )
 
 
-def _compare_body(runs: list[Run]) -> tuple[str, str]:
+def _compare_body(runs: list[RunFolder]) -> tuple[str, str]:
     notes = "".join(_notes(r, f"{r.label}: ") for r in runs)
     header = (
         f'<header><p class="kicker">wae-toolkit comparison</p><h1>{len(runs)} runs compared</h1>'
@@ -145,7 +188,7 @@ def build_report(run_dirs: Sequence[str | Path]) -> str:
     return _page(read_runs(run_dirs))
 
 
-def _page(runs: list[Run]) -> str:
+def _page(runs: list[RunFolder]) -> str:
     body, title = _single_body(runs[0]) if len(runs) == 1 else _compare_body(runs)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

@@ -6,7 +6,7 @@ from typing import Any
 
 from wae_toolkit.config.settings import is_number
 from wae_toolkit.report.markup import duration, esc, finite, html_table, number, td, value_text
-from wae_toolkit.report.read import Run
+from wae_toolkit.runs.read import RunFolder
 
 #: A per-epoch table longer than this shows evenly spaced rows (and every row in a fold).
 MAX_ROWS = 40
@@ -70,11 +70,11 @@ _SUMMARY_INFO = (
 )
 
 
-def flat_settings(run: Run) -> dict[str, Any]:
+def flat_settings(run: RunFolder) -> dict[str, Any]:
     """The run's settings, plugin and data options as ``penalty_opts.NAME`` (none for an empty
     set of options)."""
     flat: dict[str, Any] = {}
-    for key, value in run.run.items():
+    for key, value in run.settings.items():
         if key in _NOT_SETTINGS:
             continue
         if key.endswith("_opts") and isinstance(value, dict):
@@ -85,7 +85,7 @@ def flat_settings(run: Run) -> dict[str, Any]:
     return flat
 
 
-def _plugin_note(run: Run, kind: str) -> str:
+def _plugin_note(run: RunFolder, kind: str) -> str:
     info = run.record.get("plugins", {}).get(kind)
     if not isinstance(info, dict):
         return ""
@@ -93,10 +93,10 @@ def _plugin_note(run: Run, kind: str) -> str:
     return f' <span class="muted">({esc(who)})</span>' if who else ""
 
 
-def config_section(run: Run) -> str:
+def config_section(run: RunFolder) -> str:
     sources = run.record.get("sources")
     sources = sources if isinstance(sources, dict) and sources else None
-    settings = {k: v for k, v in run.run.items() if k not in _NOT_SETTINGS}
+    settings = {k: v for k, v in run.settings.items() if k not in _NOT_SETTINGS}
     placed = {k for keys in GROUPS.values() for k in keys}
     groups = {**GROUPS, "Other": tuple(k for k in settings if k not in placed)}
     blocks = []
@@ -143,7 +143,7 @@ def config_section(run: Run) -> str:
     return f'<div class="cols">{"".join(blocks)}</div>{desc}{note}'
 
 
-def final_section(run: Run) -> str:
+def final_section(run: RunFolder) -> str:
     """The final evaluation (summary.json, or the last logged one) and eval.json's metrics."""
     values, origin = run.final()
     parts = []
@@ -179,11 +179,11 @@ def final_section(run: Run) -> str:
     return "".join(parts)
 
 
-def _eval_block(run: Run) -> str:
+def _eval_block(run: RunFolder) -> str:
     from wae_toolkit.metrics.record import HOW_TO_READ, METRICS
 
     ev = run.evaluation
-    if ev is None and not (run.path / "model.safetensors").is_file():
+    if ev is None and not run.weights.is_file():
         return (
             '<p class="note">No offline metrics: they need the trained weights '
             "(model.safetensors), written when the run finishes.</p>"
@@ -222,7 +222,7 @@ def _eval_block(run: Run) -> str:
     return title + table + f'<p class="note">{esc(HOW_TO_READ)}</p>'
 
 
-def _epoch_rows(run: Run) -> tuple[list[str], list[dict[str, Any]]]:
+def _epoch_rows(run: RunFolder) -> tuple[list[str], list[dict[str, Any]]]:
     """Per-epoch rows (keyed by epochs completed) and their training columns."""
     rows: dict[int, dict[str, Any]] = {}
     train_cols: list[str] = []
@@ -252,7 +252,7 @@ def _epoch_rows(run: Run) -> tuple[list[str], list[dict[str, Any]]]:
 _EVAL_LABELS = {"test_cost": "held-out cost", "test_mmd": "MMD^2", "prior_mmd": "MMD^2 floor"}
 
 
-def epoch_table(run: Run) -> str:
+def epoch_table(run: RunFolder) -> str:
     train_cols, rows = _epoch_rows(run)
     if not rows:
         return '<p class="missing">No epoch was logged.</p>'
@@ -286,7 +286,7 @@ def epoch_table(run: Run) -> str:
     )
 
 
-def header_facts(run: Run) -> list[tuple[str, str]]:
+def header_facts(run: RunFolder) -> list[tuple[str, str]]:
     rec, summary = run.record, run.summary or {}
     created = str(rec.get("created", ""))
     created = created.replace("T", " ")
@@ -308,11 +308,11 @@ def header_facts(run: Run) -> list[tuple[str, str]]:
         ("training time", duration(summary.get("seconds"))),
         ("device", esc(device) or "&ndash;"),
         ("versions", esc(versions)),
-        ("data", esc(rec.get("data", {}).get("name", run.run.get("data", "")))),
+        ("data", esc(rec.get("data", {}).get("name", run.settings.get("data", "")))),
         ("folder", f"<code>{esc(run.path)}</code>"),
     ]
 
 
-def _status_badge(run: Run) -> str:
+def _status_badge(run: RunFolder) -> str:
     cls = "finished" if run.finished else "stopped"
     return f'<span class="badge {cls}">{esc(run.status)}</span>'

@@ -7,13 +7,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from wae_toolkit.data.arrays import _load_arrays, _not_numpy_message, _sniff
 from wae_toolkit.data.builtin import _BUILTIN_LOADERS, _BUILTINS
 from wae_toolkit.data.dataset import Dataset
 from wae_toolkit.data.expected import CELEBA_FOLDER_TEXT, MNIST_FILES_TEXT
-from wae_toolkit.data.idx import _find_idx, _load_idx_file, _load_idx_folder, _looks_idx
-from wae_toolkit.data.images import IMAGE_EXTENSIONS, _list_images, _load_image_folder
+from wae_toolkit.data.images import IMAGE_EXTENSIONS
 from wae_toolkit.data.source_options import _given, _join
+from wae_toolkit.data.sources import SOURCES
 from wae_toolkit.errors import DataError, did_you_mean
 
 _SOURCES_HINT = (
@@ -108,12 +107,10 @@ def _wanted(options: Mapping[str, Any] | None, expects: str | None) -> str | Non
 def _load_folder(
     folder: Path, name: str, options: Mapping[str, Any] | None, wanted: str | None
 ) -> Dataset:
-    idx = _find_idx(folder)
-    if idx:
-        return _load_idx_folder(folder, name, idx, options)
-    images = _list_images(folder)
-    if images:
-        return _load_image_folder(folder, name, images, options)
+    for source in SOURCES.values():
+        found = source.claims(folder) if source.kind == "folder" else None
+        if found:
+            return source.load(folder, name, found, options)
     entries = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     arrays = [e for e in entries if Path(e).suffix.lower() in (".npy", ".npz")]
     hint = f" (to use the array file {arrays[0]}, give its path)" if arrays else ""
@@ -133,13 +130,10 @@ def _load_folder(
 
 def _load_file(path: Path, name: str, options: Mapping[str, Any] | None) -> Dataset:
     suffix = path.suffix.lower()
-    if suffix in (".npy", ".npz"):
-        kind = _sniff(path)
-        if kind == "other":
-            raise DataError(_not_numpy_message(path))
-        return _load_arrays(path, name, kind, options)
-    if _looks_idx(path):
-        return _load_idx_file(path, name, options)
+    for source in SOURCES.values():
+        found = source.claims(path) if source.kind == "file" else None
+        if found:
+            return source.load(path, name, found, options)
     if path.name.lower().endswith(IMAGE_EXTENSIONS):
         raise DataError(
             f"'{name}' is a single image; give the folder that holds the images instead."

@@ -1,0 +1,113 @@
+"""How a run setting appears on the command line, declared once, beside the setting.
+
+Every field of :class:`~wae_toolkit.config.settings.RunConfig` carries a :class:`CliOption` in
+its ``dataclasses.field(metadata=...)`` (written with :func:`cli`); ``wae run`` builds its options
+from them (:mod:`wae_toolkit.cli.run_cmd`), so a new setting is one field with its metadata and
+its checks in ``RunConfig.problems``. This is plain data: the configuration never imports the
+command line (or Typer); the command line turns it into options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["CliOption", "cli", "cli_option", "default_text", "PARSERS"]
+
+#: How the text of an option becomes the setting's value:
+#:
+#: - ``value``: one value of the field's type (text, integer, number; a boolean field is a
+#:   ``--name/--no-name`` flag);
+#: - ``assignments``: a repeatable ``NAME=VALUE`` option, collected into a mapping (plugin
+#:   options);
+#: - ``names``: a repeatable option whose values may also be comma-separated names, kept in
+#:   order, each once, lower-cased;
+#: - ``schedule``: ``EPOCH:FACTOR,...``, ``paper`` or ``none``
+#:   (:func:`~wae_toolkit.config.settings.parse_schedule`).
+Parse = Literal["value", "assignments", "names", "schedule"]
+PARSERS: tuple[Parse, ...] = ("value", "assignments", "names", "schedule")
+
+#: The key of :class:`CliOption` in a field's metadata.
+KEY = "cli"
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """The ``wae run`` option of one run setting.
+
+    Attributes:
+        help: one or two sentences for ``wae run --help``, plain text (no markup); the default
+            is added after it as ``[default: ...]``.
+        flags: the option's names, e.g. ``("--epochs", "-e")``; empty means ``--field-name``
+            (underscores as hyphens). A boolean field gets ``--name/--no-name`` from its first
+            long name.
+        default_help: what ``[default: ...]`` says, when the field's default alone would not
+            tell (``None`` values, defaults that depend on the data or the machine); by default
+            the field's default itself (``no``/``yes`` for booleans, ``none`` for an empty list,
+            nothing for an empty mapping or ``None``).
+        metavar: the placeholder of the value in the help (``FILE``, ``NAME``...); by default
+            the value's type.
+        panel: the help panel the option is listed in; ``None`` is the common ``Options``.
+        complete: what completes the value in the shell: a plugin kind (``cost``,
+            ``penalty``, ``prior``, ``network``: the installed names) or ``trackers``.
+        parse: how the option's text becomes the value (see :data:`Parse`).
+    """
+
+    help: str
+    flags: tuple[str, ...] = ()
+    default_help: str | None = None
+    metavar: str | None = None
+    panel: str | None = None
+    complete: str | None = None
+    parse: Parse = "value"
+
+    def __post_init__(self) -> None:
+        if self.parse not in PARSERS:
+            raise ValueError(f"parse must be one of {', '.join(PARSERS)}; got {self.parse!r}")
+        bad = [f for f in self.flags if not f.startswith("-")]
+        if bad:
+            raise ValueError(f"flags must start with '-' or '--'; got {bad}")
+
+
+def cli(
+    help: str,
+    *flags: str,
+    default_help: str | None = None,
+    metavar: str | None = None,
+    panel: str | None = None,
+    complete: str | None = None,
+    parse: Parse = "value",
+) -> dict[str, CliOption]:
+    """The metadata of a run setting: ``field(default=..., metadata=cli("Help.", "--flag"))``."""
+    option = CliOption(help, flags, default_help, metavar, panel, complete, parse)
+    return {KEY: option}
+
+
+def cli_option(f: dataclasses.Field[Any]) -> CliOption | None:
+    """The :class:`CliOption` a dataclass field declares, or ``None`` when it has none."""
+    metadata: Mapping[str, Any] = f.metadata
+    option = metadata.get(KEY)
+    return option if isinstance(option, CliOption) else None
+
+
+def default_text(f: dataclasses.Field[Any], option: CliOption) -> str | None:
+    """What ``[default: ...]`` says for field ``f``; ``None`` to say nothing."""
+    if option.default_help is not None:
+        return option.default_help
+    if f.default is not dataclasses.MISSING:
+        value = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    else:
+        return None
+    if value is None or value == {}:
+        return None
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple) and not value:
+        return "none"
+    return str(value)

@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from wae_toolkit.build.components import build_components
-from wae_toolkit.build.model import adam
+from wae_toolkit.assembly.components import build_components
+from wae_toolkit.assembly.model import adam
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.engine.step import StepFunctions
 

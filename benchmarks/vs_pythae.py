@@ -61,7 +61,7 @@ from torch import nn  # noqa: E402
 
 import wae_toolkit.engine.hooks as wae_hooks  # noqa: E402
 from wae_toolkit.api import train as wae_train  # noqa: E402
-from wae_toolkit.build.components import build_components  # noqa: E402
+from wae_toolkit.assembly.components import build_components  # noqa: E402
 from wae_toolkit.config.settings import RunConfig  # noqa: E402
 from wae_toolkit.data import load_dataset  # noqa: E402
 from wae_toolkit.engine.setup import _threads_for  # noqa: E402

@@ -1,7 +1,8 @@
 """A griffe extension for the API reference: the Sphinx markup of the docstrings, as Markdown.
 
 The docstrings are Google-style with a little reStructuredText in them: roles such as
-``:func:`fit```, ``:class:`~wae_toolkit.build.model.WAE``` and literal blocks introduced by ``::``.
+``:func:`fit```, ``:class:`~wae_toolkit.assembly.model.WAE``` and literal blocks introduced by
+``::``.
 mkdocstrings renders docstrings as Markdown, where those would show as raw text. Before the
 docstrings are parsed this extension turns
 

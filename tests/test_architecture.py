@@ -20,7 +20,7 @@ LAYERS = [
     {"builtins"},
     {"data"},
     {"config"},
-    {"build"},
+    {"assembly"},
     {"runs"},
     {"engine"},
     {"trackers"},

@@ -213,8 +213,8 @@ def test_optimizer_not_created_yet(tmp_path):
 
 def test_adversarial_penalty_with_its_critic_resumes_bitwise(tmp_path):
     """The toolkit's own objects: the WAE (with its prior), a critic penalty and both optimizers."""
-    from wae_toolkit.build.components import build_components
-    from wae_toolkit.build.model import adam
+    from wae_toolkit.assembly.components import build_components
+    from wae_toolkit.assembly.model import adam
     from wae_toolkit.config.settings import RunConfig
 
     config = RunConfig(

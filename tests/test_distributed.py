@@ -20,7 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from wae_toolkit.build.model import WAE
+from wae_toolkit.assembly.model import WAE
 from wae_toolkit.builtins.costs import SquaredL2Cost
 from wae_toolkit.builtins.gan import JSGANPenalty
 from wae_toolkit.builtins.mmd import IMQMMDPenalty

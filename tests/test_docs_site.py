@@ -98,7 +98,7 @@ def test_strict_build_passes_and_builds_every_nav_page(site: Path) -> None:
 
 def test_api_reference_renders_the_docstrings(site: Path) -> None:
     from wae_toolkit import api, errors
-    from wae_toolkit.build import model
+    from wae_toolkit.assembly import model
     from wae_toolkit.config.settings import RunConfig
     from wae_toolkit.plugins import interfaces, registry, testing
 

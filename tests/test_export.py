@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import wae_toolkit as wt
-from wae_toolkit.build.model import WAE
+from wae_toolkit.assembly.model import WAE
 from wae_toolkit.data import load_dataset
 from wae_toolkit.errors import UsageError, WaeError
 

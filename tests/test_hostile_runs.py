@@ -780,8 +780,8 @@ def test_fuzz_checkpoint_documents_never_escape_as_other_errors(finished_checkpo
 
 @pytest.fixture(scope="module")
 def finished_checkpoint(finished: Path, tmp_path_factory: pytest.TempPathFactory):
-    from wae_toolkit.build.components import build_components
-    from wae_toolkit.build.model import adam
+    from wae_toolkit.assembly.components import build_components
+    from wae_toolkit.assembly.model import adam
     from wae_toolkit.runs.folder import load_run
 
     loaded = load_run(finished)

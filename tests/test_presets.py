@@ -55,7 +55,7 @@ def test_paper_presets_match_method_md(name):
 
 
 def test_every_preset_resolves_and_builds():
-    from wae_toolkit.build.components import build_components
+    from wae_toolkit.assembly.components import build_components
 
     for name, preset in PRESETS.items():
         given = {"data": "somewhere"} if preset.data_hint else {}

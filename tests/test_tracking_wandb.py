@@ -372,3 +372,15 @@ def test_a_tracker_is_one_class_and_one_line_of_the_table(tmp_path, monkeypatch,
         "Error: --track fake needs Fake, which is not installed: pip install 'wae-toolkit[fake]'."
     )
     assert not (tmp_path / "r2").exists()
+
+
+def test_the_closing_lines_say_where_the_wandb_run_is(tmp_path, capsys):
+    """After a tracked ``wae run``: the W&B run, and in offline mode how to upload it."""
+    from wae_toolkit.cli.run_cmd import _print_tracking
+
+    entry = {"run_id": "abc123", "project": "exp-w", "mode": "offline"}
+    (tmp_path / "tracking.json").write_text(json.dumps({"wandb": entry}))
+    _print_tracking(["wandb"], tmp_path)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "W&B: run abc123 of the project 'exp-w', offline; upload it with: wandb sync" in text
+    assert f"{tmp_path / 'wandb'}/offline-run-*" in text

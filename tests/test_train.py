@@ -184,7 +184,7 @@ def test_training_extras_are_applied_and_recorded(tmp_path):
 
 
 def test_pretraining_moves_code_moments_to_the_prior(tmp_path):
-    from wae_toolkit.build.components import build_components
+    from wae_toolkit.assembly.components import build_components
     from wae_toolkit.data import load_dataset
     from wae_toolkit.engine.pretrain import moment_loss, pretrain_encoder
 

@@ -276,7 +276,7 @@ def test_huge_models_are_refused_before_they_are_allocated() -> None:
     ):
         with pytest.raises(UsageError, match="more than this machine's"):
             RunConfig.from_dict({**BASE, **change}).validate()
-    from wae_toolkit.build.components import build_components
+    from wae_toolkit.assembly.components import build_components
 
     big = RunConfig.from_dict({**BASE, "latent_dim": 60000, "network_opts": {"hidden": [10**6]}})
     with pytest.raises(UsageError, match="more than this machine's"):
@@ -307,7 +307,7 @@ def test_validation_leaves_the_random_state_alone() -> None:
 def test_build_components_checks_the_data_description(
     shape: Any, value_range: Any, words: str
 ) -> None:
-    from wae_toolkit.build.components import build_components
+    from wae_toolkit.assembly.components import build_components
 
     with pytest.raises(UsageError, match=words):
         build_components(RunConfig.from_dict(BASE), shape, value_range)
@@ -528,7 +528,7 @@ def test_bad_plugin_options_are_refused_and_nothing_is_written(
 @pytest.fixture(scope="module")
 def run_folder() -> Iterator[tuple[Path, dict[str, Any]]]:
     """A small, valid run folder (built, not trained), and its config.json record."""
-    from wae_toolkit.build.components import build_components
+    from wae_toolkit.assembly.components import build_components
     from wae_toolkit.runs.folder import load_run, save_weights, write_json
 
     root = Path(tempfile.mkdtemp(prefix="wae-validation-run-"))

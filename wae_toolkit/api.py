@@ -14,9 +14,9 @@ Both mirror the command line::
     x_hat = model.decode(z)          # (B, *S)
     model.reconstruct(x); model.sample(16); model.interpolate(x0, x1, steps=8)
 
-The returned model is the trained :class:`~wae_toolkit.build.model.WAE` (a ``torch.nn.Module``) in
-eval
-mode, with ``model.run_dir`` naming its run folder and ``model.summary`` its final metrics.
+The returned model is the trained :class:`~wae_toolkit.assembly.model.WAE` (a
+``torch.nn.Module``) in eval mode, with ``model.run_dir`` naming its run folder and
+``model.summary`` its final metrics.
 
 Plugins are given by name (installed plugins, as on the command line), or as Python objects: a
 class implementing the kind's interface (built with the ``*_opts`` options), or an instance
@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wae_toolkit.build.model import WAE
+from wae_toolkit.assembly.model import WAE
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.engine.callbacks import Callback, RunResult
 from wae_toolkit.errors import UsageError
@@ -256,7 +256,7 @@ def _plugin_objects(settings: dict[str, Any]) -> tuple[dict[str, type], dict[str
 def _using(classes: dict[str, type], objects: dict[str, Any]) -> Iterator[dict[str, str]]:
     """The plugin classes findable by name and the objects used as they are; yields the names
     (``kind -> name``) the configuration records."""
-    from wae_toolkit.build.components import given_plugins
+    from wae_toolkit.assembly.components import given_plugins
     from wae_toolkit.plugins.registry import in_process_plugins
 
     with in_process_plugins(classes) as names, given_plugins(objects):

@@ -84,8 +84,9 @@ def export_model(
     """Export the encoder and/or decoder of a trained WAE as TorchScript or ONNX.
 
     Args:
-        model: a run folder (as written by ``wae run``), or a :class:`~wae_toolkit.build.model.WAE`
-            (from :func:`wae_toolkit.load` or :func:`wae_toolkit.fit`).
+        model: a run folder (as written by ``wae run``), or a
+            :class:`~wae_toolkit.assembly.model.WAE` (from :func:`wae_toolkit.load` or
+            :func:`wae_toolkit.fit`).
         format: ``torchscript`` (``.pt`` files) or ``onnx`` (``.onnx`` files; needs the ``onnx``
             extra).
         out_dir: the folder for the files, created if needed. Default: ``export/`` in the run
@@ -103,7 +104,7 @@ def export_model(
     """
     import torch
 
-    from wae_toolkit.build.model import WAE
+    from wae_toolkit.assembly.model import WAE
 
     fmt = _check_choice("format", format, tuple(FORMATS))
     which = _check_choice("part", part, PARTS)
@@ -306,7 +307,7 @@ def _wrapper(model: Any, part: str) -> Any:
     import torch
     from torch import Tensor, nn
 
-    from wae_toolkit.build.model import LOG_VAR_RANGE
+    from wae_toolkit.assembly.model import LOG_VAR_RANGE
 
     class Encoder(nn.Module):
         def __init__(self, net: nn.Module, gaussian: bool) -> None:
@@ -508,7 +509,7 @@ def _entry(
 
 
 def _header(model: Any, run_dir: Path | None, info: _DataInfo, fingerprint: str) -> dict[str, Any]:
-    from wae_toolkit.build.components import decoder_output_for
+    from wae_toolkit.assembly.components import decoder_output_for
 
     record = info.record
     data = record.get("data", {})

@@ -5,8 +5,7 @@ optimizer, and gives the encoder a loss computed with detached copies of the MLP
 :class:`MLPCriticPenalty` holds everything they have in common: option checks, the lazily built
 network, the lazily created optimizer that follows ``.to()``, the update loop of
 :meth:`~wae_toolkit.plugins.interfaces.LatentPenalty.critic_step`, and the state-dict hook that
-builds
-the network before a saved one is loaded.
+builds the network before a saved one is loaded.
 """
 
 from __future__ import annotations

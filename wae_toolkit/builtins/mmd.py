@@ -1,12 +1,10 @@
 """MMD latent penalties (WAE-MMD): inverse multiquadratic and Gaussian kernels.
 
 Both penalties are thin wrappers around :func:`wae_toolkit.numerics.fused_mmd.fused_mmd2`, which
-computes
-the estimate and its gradient in one blockwise pass (the same numbers as
+computes the estimate and its gradient in one blockwise pass (the same numbers as
 :func:`wae_toolkit.numerics.kernels.mmd2`, in memory ``O(block^2)``); the kernel constant defaults
-to
-``C = 2 D sigma^2``, the expected squared distance between two prior samples, so a prior of another
-dimension or scale needs no retuning.
+to ``C = 2 D sigma^2``, the expected squared distance between two prior samples, so a prior of
+another dimension or scale needs no retuning.
 """
 
 from __future__ import annotations

@@ -195,31 +195,36 @@ def _train_and_report(config: Any, **kwargs: Any) -> None:
 
 def _print_tracking(track: list[str], run_dir: Any) -> None:
     """Where the trackers logged the run, and the command that shows it."""
-    import json
+    from wae_toolkit.runs.names import TENSORBOARD_DIR, WANDB_DIR
+    from wae_toolkit.runs.read import read_run
 
-    from wae_toolkit.trackers.base import TENSORBOARD_DIR, TRACKING_FILE
-
-    if "mlflow" in track:
-        saved = json.loads((run_dir / TRACKING_FILE).read_text(encoding="utf-8"))["mlflow"]
-        uri = saved["tracking_uri"]
+    saved = read_run(run_dir).tracking
+    lines = []
+    if "mlflow" in track and isinstance(saved.get("mlflow"), dict):
+        entry = saved["mlflow"]
+        uri = str(entry.get("tracking_uri", ""))
         see = (
             uri
             if uri.startswith(("http://", "https://"))
             else f"mlflow ui --backend-store-uri {uri}"
         )
-        out.print(
-            f"MLflow: run {saved['run_id']} of the experiment '{saved['experiment']}'; see it "
-            f"with: {see}",
-            markup=False,
-            soft_wrap=True,
+        lines.append(
+            f"MLflow: run {entry.get('run_id')} of the experiment '{entry.get('experiment')}'; "
+            f"see it with: {see}"
         )
     if "tensorboard" in track:
-        out.print(
+        lines.append(
             f"TensorBoard: {run_dir / TENSORBOARD_DIR}; see every run with: tensorboard --logdir "
-            f"{run_dir.parent}",
-            markup=False,
-            soft_wrap=True,
+            f"{run_dir.parent}"
         )
+    if "wandb" in track and isinstance(saved.get("wandb"), dict):
+        entry = saved["wandb"]
+        where = f"run {entry.get('run_id')} of the project '{entry.get('project')}'"
+        if entry.get("mode") == "offline":
+            where += f", offline; upload it with: wandb sync {run_dir / WANDB_DIR}/offline-run-*"
+        lines.append(f"W&B: {where}")
+    for line in lines:
+        out.print(line, markup=False, soft_wrap=True)
 
 
 #: torchrun's own report once a worker failed (a traceback of the launcher): not shown, the

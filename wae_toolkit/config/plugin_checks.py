@@ -57,7 +57,7 @@ def plugin_problems_and_cause(
 def _plugin_problems(config: RunConfig, build: bool) -> tuple[list[str], BaseException | None]:
     """With ``build=False`` nothing is constructed: the plugins' classes are looked up and their
     options bound to their constructors' signatures (names and types); the values a constructor
-    refuses are then told by :func:`~wae_toolkit.build.components.build_components`, which builds
+    refuses are then told by :func:`~wae_toolkit.assembly.components.build_components`, which builds
     each plugin once."""
     problems: list[str] = []
     causes: list[BaseException] = []

@@ -441,7 +441,7 @@ class RunConfig:
             build: with ``plugins``, also create each plugin once (then drop it) to check the
                 values its constructor accepts, the prior's samples and that the penalty accepts
                 the prior. A run passes ``build=False``: it builds its plugins once, in
-                :func:`~wae_toolkit.build.components.build_components`, which tells the same
+                :func:`~wae_toolkit.assembly.components.build_components`, which tells the same
                 problems.
 
         Raises:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from wae_toolkit.errors import UsageError, short_repr
 
 if TYPE_CHECKING:
-    from wae_toolkit.build.components import Components
+    from wae_toolkit.assembly.components import Components
     from wae_toolkit.data import Dataset
 
 __all__ = ["Callback", "CallbackList", "RunResult", "as_callback", "HOOKS"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from wae_toolkit.build.model import WAE
+from wae_toolkit.assembly.model import WAE
 from wae_toolkit.numerics.fused_mmd import fused_mmd2
 from wae_toolkit.numerics.kernels import PAPER_IMQ_SCALES
 from wae_toolkit.plugins.interfaces import Cost, Prior

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from wae_toolkit.build.model import WAE
+from wae_toolkit.assembly.model import WAE
 from wae_toolkit.engine.callbacks import Callback
 from wae_toolkit.engine.checkpoint import checkpoint_path, save_checkpoint
 from wae_toolkit.engine.faults import BadSteps

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wae_toolkit.build.model import WAE, adam
+from wae_toolkit.assembly.model import WAE, adam
 
 __all__ = ["moment_loss", "pretrain_encoder", "EncoderPretraining", "PRIOR_MOMENT_SAMPLES"]
 

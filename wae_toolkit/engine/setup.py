@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from wae_toolkit._version import __version__
-from wae_toolkit.build.components import Components, build_components
-from wae_toolkit.build.model import adam
+from wae_toolkit.assembly.components import Components, build_components
+from wae_toolkit.assembly.model import adam
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.data import Dataset, load_dataset
 from wae_toolkit.devices import resolve_device

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from wae_toolkit.build.components import Components
-from wae_toolkit.build.model import WAE
+from wae_toolkit.assembly.components import Components
+from wae_toolkit.assembly.model import WAE
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.engine.distributed import DistContext, all_reduce_mean, gather
 from wae_toolkit.engine.distributed import average_gradients as _average_gradients

@@ -1,9 +1,9 @@
 """The squared MMD and its gradient in one blockwise pass: memory O(block^2), never O(B^2 D).
 
 :func:`wae_toolkit.numerics.kernels.mmd2` builds three ``B x B`` kernel matrices and lets autograd
-keep what
-the backward pass needs. Since the MMD is a scalar, its gradient with respect to the codes can be
-computed in the forward pass instead, block by block, and kept as one ``(B, D)`` tensor: for a sum
+keep what the backward pass needs. Since the MMD is a scalar, its gradient with respect to the
+codes can be computed in the forward pass instead, block by block, and kept as one ``(B, D)``
+tensor: for a sum
 ``V = sum_ij k(||a_i - b_j||^2)`` with slope ``S_ij = k'(||a_i - b_j||^2)``,
 
     dV/da_i = 2 (sum_j S_ij) a_i - 2 (S b)_i,      dV/db_j = 2 (sum_i S_ij) b_j - 2 (S^T a)_j,
@@ -15,8 +15,7 @@ while it is still in cache; nothing of size ``B x B`` is ever allocated, so a ba
 needs a few ``block x block`` buffers (16 MiB each at the default 2048) instead of gigabytes.
 
 The result equals :func:`~wae_toolkit.numerics.kernels.mmd2` with the same kernel and estimator up
-to
-rounding (tested against it and against a float64 brute force). Second derivatives are refused
+to rounding (tested against it and against a float64 brute force). Second derivatives are refused
 (``once_differentiable``): no built-in penalty needs them.
 """
 

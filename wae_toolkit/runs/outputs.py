@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wae_toolkit.build.model import WAE
+from wae_toolkit.assembly.model import WAE
 from wae_toolkit.data import Dataset
 from wae_toolkit.runs.figures import save_image_grid, save_loss_curves, save_scatter
 

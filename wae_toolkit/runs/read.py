@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from wae_toolkit.config.settings import is_finite_number
+from wae_toolkit.data.rules import RANGE_RULE, SHAPE_RULE, shape_ok, value_range_ok
 from wae_toolkit.errors import UsageError
 from wae_toolkit.runs.files import (
     RunFileWarning,
@@ -89,22 +90,10 @@ def _check_record(record: Any) -> None:
     plugins = record.get("plugins", {})
     if not isinstance(plugins, dict) or not all(isinstance(v, dict) for v in plugins.values()):
         raise _BadRecord("its 'plugins' section must map each kind to an object")
-    shape = record["data"].get("sample_shape")
-    if not (
-        isinstance(shape, list)
-        and shape
-        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)
-    ):
-        raise _BadRecord("its data.sample_shape must be a list of positive integers")
-    vr = record["data"].get("value_range")
-    if vr is not None and not (
-        isinstance(vr, list)
-        and len(vr) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in vr)
-        and all(math.isfinite(v) for v in vr)
-        and vr[0] < vr[1]
-    ):
-        raise _BadRecord("its data.value_range must be null or two finite numbers, low < high")
+    if not shape_ok(record["data"].get("sample_shape")):
+        raise _BadRecord(f"its data.sample_shape must be {SHAPE_RULE}")
+    if not value_range_ok(record["data"].get("value_range")):
+        raise _BadRecord(f"its data.value_range must be {RANGE_RULE}")
 
 
 class RunFolder:

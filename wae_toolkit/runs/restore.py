@@ -102,7 +102,7 @@ def load_run(run_dir: str | Path | RunFolder, device: str = "cpu") -> LoadedRun:
     """
     from safetensors.torch import load_file
 
-    from wae_toolkit.build.components import build_components
+    from wae_toolkit.assembly.components import build_components
     from wae_toolkit.config.settings import RunConfig
     from wae_toolkit.devices import resolve_device
 

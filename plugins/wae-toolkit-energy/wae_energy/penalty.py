@@ -3,8 +3,7 @@
 :func:`energy_distance` is the estimator; :class:`EnergyDistancePenalty` is the plugin that the
 ``energy`` entry point names, a thin wrapper that holds the options. Pairwise distances come from
 :func:`wae_toolkit.numerics.kernels.squared_distances` (one matrix product per pair of batches), so
-memory
-is ``O(n^2 + m^2 + n m)`` and never ``O(n m D)``.
+memory is ``O(n^2 + m^2 + n m)`` and never ``O(n m D)``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from wae_toolkit.build.model import WAE
+    from wae_toolkit.assembly.model import WAE
 from wae_toolkit.engine.distributed.context import (
     DistContext,
     _active,
@@ -94,7 +94,7 @@ def ddp_model(model: WAE, ctx: DistContext, **kwargs: Any) -> WAE:
     """
     if not ctx.is_distributed:
         return model
-    from wae_toolkit.build.model import WAE
+    from wae_toolkit.assembly.model import WAE
 
     view = WAE(
         wrap_ddp(model.encoder, ctx, **kwargs),

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from wae_toolkit.build.model import WAE
+from wae_toolkit.assembly.model import WAE
 from wae_toolkit.config.plugin_checks import (
     _memory_problem,
     _naming,
@@ -24,7 +24,8 @@ from wae_toolkit.config.plugin_checks import (
     encoder_problems,
     prior_dim_problems,
 )
-from wae_toolkit.config.settings import RunConfig, is_finite_number
+from wae_toolkit.config.settings import RunConfig
+from wae_toolkit.data.rules import RANGE_RULE, SHAPE_RULE, shape_ok, value_range_ok
 from wae_toolkit.errors import DataError, UsageError
 from wae_toolkit.plugins.interfaces import Cost, LatentPenalty, Network
 from wae_toolkit.plugins.options import resolved_options
@@ -101,30 +102,12 @@ def _check_data_shape(
     sample_shape: tuple[int, ...], value_range: tuple[float, float] | None
 ) -> tuple[tuple[int, ...], tuple[float, float] | None]:
     """The sample shape and value range, checked (they may come from a run's config.json)."""
-    try:
-        shape = tuple(sample_shape)
-    except TypeError:
-        shape = ()
-    if not shape or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape
-    ):
-        raise DataError(
-            f"The data's sample shape must be one or more sizes >= 1; got {sample_shape!r}."
-        )
-    if value_range is not None:
-        ok = (
-            isinstance(value_range, tuple | list)
-            and len(value_range) == 2
-            and all(is_finite_number(v) for v in value_range)
-            and value_range[0] <= value_range[1]
-        )
-        if not ok:
-            raise DataError(
-                "The data's value range must be two finite numbers [low, high] with low <= high, "
-                f"or none; got {value_range!r}."
-            )
-        value_range = (float(value_range[0]), float(value_range[1]))
-    return shape, value_range
+    if not shape_ok(sample_shape):
+        raise DataError(f"The data's sample shape must be {SHAPE_RULE}; got {sample_shape!r}.")
+    if not value_range_ok(value_range):
+        raise DataError(f"The data's value range must be {RANGE_RULE}; got {value_range!r}.")
+    low_high = None if value_range is None else (float(value_range[0]), float(value_range[1]))
+    return tuple(sample_shape), low_high
 
 
 def _build_plugins(config: RunConfig, latent: int) -> tuple[Any, Any, Any, Any]:

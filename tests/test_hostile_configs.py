@@ -359,16 +359,16 @@ def _show_file(tmp_path: Path, name: str, content: str | bytes) -> tuple[int, st
 
 
 def _resolve_file(path: Path) -> RunConfig | None:
-    """``resolve_config`` on the file: a RunConfig that validates, or one UsageError whose
-    every line is a sentence."""
+    """``resolve_config`` on the file, then the full check (which builds each plugin, as a run
+    then does): a RunConfig that validates, or one UsageError whose every line is a sentence."""
     try:
         config, _ = resolve_config(None, {"device": "cpu"}, str(path))
+        assert isinstance(config, RunConfig)
+        config.validate()
     except UsageError as exc:
         for line in str(exc).splitlines():
             assert_sentence(line)
         return None
-    assert isinstance(config, RunConfig)
-    config.validate()
     return config
 
 

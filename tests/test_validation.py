@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from wae_toolkit.cli.app import main
-from wae_toolkit.config.settings import MAX_LATENT_DIM, RunConfig
+from wae_toolkit.config.checks import MAX_LATENT_DIM
+from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.errors import UsageError
 
 FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig))

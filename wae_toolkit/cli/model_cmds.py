@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from wae_toolkit.config.settings import MAX_SEED, is_number
+from wae_toolkit.config.checks import is_number
 from wae_toolkit.errors import UsageError
+from wae_toolkit.limits import MAX_SEED
 from wae_toolkit.memory import check_fits
 
 __all__ = [

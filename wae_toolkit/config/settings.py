@@ -6,26 +6,21 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
+from wae_toolkit.config.checks import (
+    DEFAULT_LATENT_DIM,
+    MAX_LATENT_DIM,
+    PAPER_BETAS,
+    missing_tracker_packages,
+    value_problems,
+)
 from wae_toolkit.config.fields import cli
-from wae_toolkit.config.trackers import DEFAULT_EXPERIMENT, TRACKERS  # the table of trackers
-from wae_toolkit.devices import DEVICE_NAMES
-from wae_toolkit.errors import UsageError, did_you_mean
+from wae_toolkit.config.trackers import DEFAULT_EXPERIMENT  # the table of trackers
+from wae_toolkit.errors import UsageError
 from wae_toolkit.errors import short_repr as _show
-from wae_toolkit.limits import MAX_SEED
 
 __all__ = ["RunConfig", "PAPER_BETAS"]
-
-PAPER_BETAS = (0.5, 0.999)
-DEFAULT_LATENT_DIM = 8
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16")
-ENCODERS = ("deterministic", "gaussian")
-#: Upper bounds of some settings: beyond them torch fails with an overflow or the model cannot
-#: be allocated, so they are refused up front with a clear message.
-MAX_LATENT_DIM = 1 << 16
-MAX_THREADS = (1 << 31) - 1  # torch.set_num_threads takes a C int
 
 
 def _plugin_opts(kind: str) -> dict[str, Any]:
@@ -250,182 +245,15 @@ class RunConfig:
                 setattr(self, f.name, _plain(value))
 
     def problems(self) -> list[str]:
-        """Every problem with the values, one sentence each (empty when the config is valid).
-
-        Only the values themselves are checked here (types, ranges, combinations of settings);
-        :meth:`validate` adds the checks that need the plugin classes.
-        """
-        p: list[str] = []
-
-        is_int, is_num = _is_int, is_finite_number
-        int64 = (1 << 63) - 1  # counts beyond 64 bits overflow torch and checkpoints
-
-        def bounded(name: str, low: int, high: int = int64) -> None:
-            v = getattr(self, name)
-            if not is_int(v) or v < low:
-                p.append(f"{name} must be an integer >= {low}; got {_show(v)}.")
-            elif v > high:
-                p.append(f"{name} must be an integer from {low} to {high}; got {_show(v)}.")
-
-        if self.latent_dim is not None:
-            bounded("latent_dim", 1, MAX_LATENT_DIM)
-        for name in (
-            "epochs",
-            "batch_size",
-            "log_every",
-            "eval_every",
-            "checkpoint_every",
-            "keep_checkpoints",
-        ):
-            bounded(name, 1)
-        if is_int(self.batch_size) and self.batch_size == 1:
-            p.append("batch_size must be >= 2: latent penalties compare a batch of codes.")
-        for name in ("input_noise", "logvar_l1"):
-            v = getattr(self, name)
-            if not is_num(v) or v < 0:
-                p.append(f"{name} must be a finite number >= 0; got {_show(v)}.")
-        bounded("skip_bad_steps", 0)
-        bounded("pretrain_steps", 0)
-        if is_num(self.logvar_l1) and self.logvar_l1 > 0 and self.encoder == "deterministic":
-            p.append("logvar_l1 applies to a Gaussian encoder only; add --encoder gaussian.")
-        if not is_num(self.lam) or self.lam < 0:
-            p.append(f"lam (--lambda) must be a finite number >= 0; got {_show(self.lam)}.")
-        if not is_num(self.lr) or self.lr <= 0:
-            p.append(f"lr must be a finite number > 0; got {_show(self.lr)}.")
-        for name in ("beta1", "beta2"):
-            v = getattr(self, name)
-            if not is_num(v) or not 0 <= v < 1:
-                p.append(f"{name} must be a number in [0, 1); got {_show(v)}.")
-        if not _is_one_of(self.encoder, ENCODERS):
-            p.append(f"encoder must be one of {', '.join(ENCODERS)}; got {_show(self.encoder)}.")
-        if not isinstance(self.compile, bool):
-            p.append(f"compile must be true or false; got {_show(self.compile)}.")
-        if not isinstance(self.overwrite, bool):
-            p.append(f"overwrite must be true or false; got {_show(self.overwrite)}.")
-        if not isinstance(self.device, str) or not DEVICE_NAMES.fullmatch(self.device):
-            p.append(f"device must be auto, cpu, cuda, cuda:N or mps; got {_show(self.device)}.")
-        if not _is_one_of(self.precision, PRECISIONS):
-            p.append(
-                f"precision must be one of {', '.join(PRECISIONS)}; got {_show(self.precision)}."
-            )
-        elif self.precision == "bf16" and isinstance(self.device, str) and self.device == "mps":
-            p.append("precision bf16 runs on cpu and cuda devices; use fp32 on mps.")
-        if self.threads is not None:
-            bounded("threads", 1, MAX_THREADS)
-        bounded("seed", 0, MAX_SEED)
-        if self.out is not None and (not isinstance(self.out, str) or not self.out.strip()):
-            p.append(
-                "out must be a folder path (leave it out for a new folder under runs/); "
-                f"got {_show(self.out)}."
-            )
-        p += self._schedule_problems()
-        for name in ("data", "network", "cost", "penalty", "prior"):
-            v = getattr(self, name)
-            if not isinstance(v, str) or not v.strip():
-                p.append(f"{name} must be a non-empty name; got {_show(v)}.")
-            opts = getattr(self, f"{name}_opts")
-            if not isinstance(opts, dict) or not all(isinstance(k, str) for k in opts):
-                p.append(
-                    f"{name}_opts must be a mapping of option names to values; got {_show(opts)}."
-                )
-        p += self._prior_dim_problems()
-        p += self._tracking_problems()
-        return p
-
-    def _tracking_problems(self) -> list[str]:
-        track = self.track
-        allowed = ", ".join(TRACKERS)
-        names = isinstance(track, list | tuple) and all(isinstance(t, str) for t in track)
-        if not names:
-            p = [f"track must be a list of tracker names ({allowed}); got {_show(track)}."]
-        else:
-            p = [
-                f"Unknown tracker {_show(t)} in track.{did_you_mean(t, TRACKERS)} "
-                f"Trackers: {allowed}."
-                for t in dict.fromkeys(track)  # each unknown name once
-                if t not in TRACKERS
-            ]
-        uri = self.tracking_uri
-        if uri is not None and (not isinstance(uri, str) or not uri.strip()):
-            p.append(
-                "tracking_uri must be an MLflow tracking URI (sqlite:///mlflow.db, mlflow.db, "
-                f"http://host:5000...), or null for the default; got {_show(uri)}."
-            )
-        elif uri is not None and names and "mlflow" not in track:
-            p.append("tracking_uri (--tracking-uri) is MLflow's; add --track mlflow.")
-        if not isinstance(self.experiment, str) or not self.experiment.strip():
-            p.append(f"experiment must be a non-empty name; got {_show(self.experiment)}.")
-        return p
+        """Every problem with the values, one sentence each (empty when the config is valid):
+        types, ranges, combinations of settings (:mod:`wae_toolkit.config.checks`).
+        :meth:`validate` adds the checks that need the plugin classes."""
+        return value_problems(self)
 
     def missing_tracker_packages(self) -> list[str]:
         """One sentence per tracker in ``track`` whose package is not installed (checked without
         importing it)."""
-        import importlib.util
-
-        problems: list[str] = []
-        if not isinstance(self.track, list | tuple):
-            return problems  # problems() names it
-        for name in dict.fromkeys(t for t in self.track if isinstance(t, str) and t in TRACKERS):
-            spec = TRACKERS[name]
-            try:
-                found = importlib.util.find_spec(spec.package) is not None
-            except (ImportError, ValueError):  # a broken installation counts as missing
-                found = False
-            if not found:
-                problems.append(
-                    f"--track {name} needs {spec.label}, which is not installed: "
-                    f"pip install 'wae-toolkit[{spec.extra}]'."
-                )
-        return problems
-
-    def _schedule_problems(self) -> list[str]:
-        schedule = self.lr_schedule
-        if schedule is None:
-            return []
-        if not isinstance(schedule, list | tuple):
-            return [
-                "lr_schedule must be a list of [epoch, factor] pairs, or null for the paper's; "
-                f"got {_show(schedule)}."
-            ]
-        bad = [
-            item
-            for item in schedule
-            if not (
-                isinstance(item, list | tuple)
-                and len(item) == 2
-                and _is_int(item[0])
-                and 0 <= item[0] <= MAX_SEED
-                and is_finite_number(item[1])
-                and item[1] > 0
-            )
-        ]
-        if not bad:
-            return []
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        return [
-            f"lr_schedule entries must be (epoch from 0 to {MAX_SEED}, factor > 0); "
-            f"got {_show(bad[0])}{more}."
-        ]
-
-    def _prior_dim_problems(self) -> list[str]:
-        """The prior's ``dim`` is the latent dimension; an explicit ``dim`` option must agree."""
-        opts = self.prior_opts
-        if not isinstance(opts, dict) or opts.get("dim") is None:
-            return []
-        dim = _as_int(opts["dim"])
-        if dim is None or not 1 <= dim <= MAX_LATENT_DIM:
-            return [
-                f"prior_opts dim must be an integer from 1 to {MAX_LATENT_DIM} (it is the latent "
-                f"dimension, which the toolkit fills in; drop it); got {_show(opts['dim'])}."
-            ]
-        latent = self.latent_dim
-        known = isinstance(latent, int) and _is_int(latent) and 1 <= latent <= MAX_LATENT_DIM
-        if not known or latent == dim:  # an unknown latent dimension is checked once resolved
-            return []
-        return [
-            f"The prior's dimension ({dim}) disagrees with the latent dimension ({latent}); "
-            "drop the prior's dim option or make them equal."
-        ]
+        return missing_tracker_packages(self)
 
     def validate(self, *, plugins: bool = True, build: bool = True) -> None:
         """Raise :class:`~wae_toolkit.errors.UsageError` listing every problem, if any.
@@ -552,36 +380,3 @@ def _plain(value: Any) -> Any:
         except (TypeError, ValueError):
             return value
     return value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> TypeGuard[int | float]:
-    """An int or a float, not a bool (which Python counts as an int); NaN and inf included."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def is_finite_number(value: Any) -> bool:
-    """A finite int or float (not a bool, not an int too large for a float)."""
-    if not is_number(value):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-
-def _is_one_of(value: Any, choices: tuple[str, ...]) -> bool:
-    return isinstance(value, str) and value in choices
-
-
-def _as_int(value: Any) -> int | None:
-    """``value`` as an int when it is one (or integer text such as ``"8"``, or ``8.0``)."""
-    from wae_toolkit.plugins.options import convert  # the one conversion rule of CLI text to int
-
-    try:
-        return int(convert(value, int))
-    except ValueError:
-        return None

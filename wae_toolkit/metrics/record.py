@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from wae_toolkit.config.settings import is_number
+from wae_toolkit.config.checks import is_number
 from wae_toolkit.runs.names import EVAL_FILE
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wae_toolkit.config.settings import is_number
+from wae_toolkit.config.checks import is_number
 from wae_toolkit.report.markup import esc, html_table, number, td, value_text
 from wae_toolkit.report.sections import (
     GROUPS,

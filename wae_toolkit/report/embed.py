@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import math
 
-from wae_toolkit.config.settings import is_number
+from wae_toolkit.config.checks import is_number
 from wae_toolkit.report.markup import esc
 from wae_toolkit.runs.read import RunFolder
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, TypeGuard
 
-from wae_toolkit.config.settings import is_finite_number, is_number
+from wae_toolkit.config.checks import is_finite_number, is_number
 
 
 def finite(value: Any) -> TypeGuard[int | float]:

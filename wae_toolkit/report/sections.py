@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wae_toolkit.config.settings import is_number
+from wae_toolkit.config.checks import is_number
 from wae_toolkit.report.markup import duration, esc, finite, html_table, number, td, value_text
 from wae_toolkit.runs.read import RunFolder
 

@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from wae_toolkit.config.settings import is_finite_number
+from wae_toolkit.config.checks import is_finite_number
 from wae_toolkit.data.rules import RANGE_RULE, SHAPE_RULE, shape_ok, value_range_ok
 from wae_toolkit.errors import UsageError
 from wae_toolkit.runs.files import (

@@ -201,53 +201,34 @@ def prepare(
         check_run_dir(out, config.overwrite)
     config, data, comps, train_x, test_x = _data_on(config, device)
     batch = _global_batch(config, len(train_x), ctx)
-    steps_per_epoch = max(1, len(train_x) // batch)
     sizes = (len(train_x), len(test_x))
     record = record_of(config, out, comps, data, device, sources, sizes)
-    data_info = {
-        "train_size": sizes[0],
-        "test_size": sizes[1],
-        "sample_shape": list(data.sample_shape),
-    }
+    data_info: dict[str, Any] = {"train_size": sizes[0], "test_size": sizes[1]}
+    data_info["sample_shape"] = list(data.sample_shape)
     settings = settings_record(record)
     if resume_from is not None:
         check_resume_fits(resume_from, resume_doc, settings, data_info)
-    run_info = {"processes": ctx.world_size, "settings": settings, "data": data_info}
     eval_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     floor = prior_mmd_floor(comps.model.prior, min(len(test_x), MAX_MMD_SAMPLES), eval_gen)
     opt, bad_steps, step, objects = _optimizer(config, comps, ctx)
     objects["generators"] = {"eval": eval_gen}
     session = Session(
-        config=config,
-        ctx=ctx,
-        out=out,
-        data=data,
-        comps=comps,
-        train_x=train_x,
-        test_x=test_x,
+        config, ctx, out, data, comps, train_x, test_x,
         batch=batch,
-        steps_per_epoch=steps_per_epoch,
+        steps_per_epoch=max(1, len(train_x) // batch),
         record=record,
-        run_info=run_info,
-        eval_gen=eval_gen,
-        floor=floor,
-        opt=opt,
-        bad_steps=bad_steps,
-        step=step,
+        run_info={"processes": ctx.world_size, "settings": settings, "data": data_info},
+        eval_gen=eval_gen, floor=floor, opt=opt, bad_steps=bad_steps, step=step,
         objects=objects,
         resumed_from=resume_from,
-    )
+    )  # fmt: skip
     phase = resume_doc.get("extra", {}).get("phase") if resume else None
     if config.pretrain_steps and (not resume or phase == "pretrain"):
-        session.pretraining = EncoderPretraining(
-            comps.model,
-            train_x,
-            config.pretrain_steps,
-            batch,
-            config.lr,
-            (config.beta1, config.beta2),
+        betas = (config.beta1, config.beta2)
+        pre = EncoderPretraining(
+            comps.model, train_x, config.pretrain_steps, batch, config.lr, betas
         )
-        objects["optimizers"]["pretrain"] = session.pretraining.opt
+        session.pretraining, objects["optimizers"]["pretrain"] = pre, pre.opt
     _start(session, lock, space)
     return session
 

@@ -41,6 +41,7 @@ from typing import Any, TypeGuard
 from wae_toolkit.engine.callbacks import Callback, CallbackList, RunResult
 from wae_toolkit.errors import UsageError
 from wae_toolkit.runs.folder import CONFIG, METRICS, TENSORBOARD_DIR, TRACKING_FILE, write_json
+from wae_toolkit.runs.read import read_json_object
 from wae_toolkit.trackers import DEFAULT_EXPERIMENT, make_trackers, with_trackers
 
 __all__ = [
@@ -155,15 +156,16 @@ def first_line(exc: BaseException) -> str:
 
 
 def read_tracking(run_dir: Path) -> dict[str, Any]:
-    """The run folder's ``tracking.json``: tracker name -> what it saved (none: ``{}``)."""
+    """The run folder's ``tracking.json``: tracker name -> what it saved (none: ``{}``), read by
+    the run-folder reader; a damaged one is refused (a resumed run must not start a new run in
+    the tracker unnoticed)."""
     path = run_dir / TRACKING_FILE
-    if not path.is_file():
+    if not path.exists():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        raise UsageError(f"'{path}' is not valid JSON; delete it to track the run anew.") from None
-    return data if isinstance(data, dict) else {}
+    data, why = read_json_object(path)
+    if data is None:
+        raise UsageError(f"'{path}' cannot be read ({why}); delete it to track the run anew.")
+    return data
 
 
 def save_tracking(run_dir: Path, name: str, entry: dict[str, Any]) -> None:
@@ -213,7 +215,7 @@ class _Tracker(Callback):
     # -- the callbacks
     def on_start(self, info: dict[str, Any]) -> None:
         run_dir = Path(info["run_dir"])
-        record = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
+        record = read_json_object(run_dir / CONFIG)[0] or {}  # the run wrote it just now
         with self._writing():
             self._open(run_dir, record, resumed=info.get("resumed_from_step") is not None)
         self._records = _NewRecords(run_dir / METRICS)

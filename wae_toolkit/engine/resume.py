@@ -64,7 +64,7 @@ def resume_point(out: Path) -> tuple[Path, dict[str, Any]]:
             f"Skipped the damaged newer checkpoint(s) {names}; resuming from step {used}, so "
             f"{lost} step(s) are trained again.",
             CheckpointSkippedWarning,
-            stacklevel=4,
+            stacklevel=6,  # the caller of wae_toolkit.train
         )
     return path, read_document(path)
 

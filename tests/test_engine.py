@@ -208,3 +208,22 @@ def test_a_run_builds_each_plugin_once(tmp_path: Path, monkeypatch) -> None:
     assert built["IMQMMDPenalty"][0] is result.components.penalty
     assert built["GaussianPrior"][0] is result.model.prior
     assert built["MLPNetwork"][0] is result.components.network
+
+
+def test_a_setting_newer_than_a_checkpoint_counts_as_its_default_on_resume(tmp_path: Path) -> None:
+    """A checkpoint written before a setting existed resumes when the run leaves that setting
+    at its default, and is refused, naming it, when the run's value is another."""
+    import pytest
+
+    from wae_toolkit.engine.resume import check_resume_fits, settings_record
+    from wae_toolkit.errors import UsageError
+
+    now = settings_record({"run": RunConfig(epochs=3).to_dict()})
+    older = {k: v for k, v in now.items() if k != "input_noise"}  # before the setting existed
+    check_resume_fits(tmp_path / "c", {"extra": {"settings": older}}, now, {})
+    changed = settings_record({"run": RunConfig(epochs=3, input_noise=0.5).to_dict()})
+    with pytest.raises(UsageError, match=r"input_noise: 0.0 in the checkpoint, 0.5 now"):
+        check_resume_fits(tmp_path / "c", {"extra": {"settings": older}}, changed, {})
+    with pytest.raises(UsageError, match=r"epochs: 3 in the checkpoint, 4 now"):
+        later = settings_record({"run": RunConfig(epochs=4).to_dict()})
+        check_resume_fits(tmp_path / "c", {"extra": {"settings": now}}, later, {})

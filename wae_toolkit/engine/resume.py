@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.engine.checkpoint import (
     CheckpointSkippedWarning,
     latest_checkpoint,
@@ -83,6 +84,8 @@ def check_resume_fits(
     extra: dict[str, Any] = doc["extra"] if isinstance(doc.get("extra"), dict) else {}
     saved = extra.get("settings")
     if isinstance(saved, dict):
+        # a setting newer than the checkpoint was, for it, at its default
+        saved = {k: v for k, v in _defaults().items() if k in settings and k not in saved} | saved
         changed = [
             f"{k}: {_short(saved.get(k))} in the checkpoint, {_short(settings.get(k))} now"
             for k in sorted(set(saved) | set(settings))
@@ -107,6 +110,11 @@ def check_resume_fits(
                 f"Cannot resume from '{path}': the data changed since it was written "
                 f"({'; '.join(changed)}); resume with the same data, or start a new run."
             )
+
+
+def _defaults() -> dict[str, Any]:
+    """Every setting's default, as :func:`settings_record` writes settings."""
+    return settings_record({"run": RunConfig().to_dict()})
 
 
 def _short(value: Any) -> str:

@@ -247,9 +247,9 @@ def test_missing_onnx_packages_name_the_extra(runs, tmp_path, capsys, monkeypatc
 
 
 def test_a_wrong_export_is_refused_and_nothing_is_left(runs, tmp_path, capsys, monkeypatch):
-    from wae_toolkit import export
+    from wae_toolkit.export import model_export
 
-    real = export._save_torchscript
+    real = model_export._save_torchscript
 
     def broken(module, example, path):  # an encoder whose codes are off by 0.01
         class Off(torch.nn.Module):
@@ -262,7 +262,7 @@ def test_a_wrong_export_is_refused_and_nothing_is_left(runs, tmp_path, capsys, m
 
         real(Off() if path.stem == "encoder" else module, example, path)
 
-    monkeypatch.setattr(export, "_save_torchscript", broken)
+    monkeypatch.setattr(model_export, "_save_torchscript", broken)
     out = tmp_path / "exp"
     code, _, err = wae(capsys, "export", str(runs["mlp"]), "-f", "torchscript", "-o", str(out))
     line = error_line(err)

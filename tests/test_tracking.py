@@ -200,8 +200,10 @@ def test_tensorboard_events_hold_the_scalars_images_config_and_hparams(tracked):
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
 
 
-def _cfg(out: Path, db: Path, **kw) -> RunConfig:
-    return RunConfig(
+def _cfg(out: Path, db: Path | None, **kw) -> RunConfig:
+    """A 3-epoch tracked run of 6 steps per epoch (MLflow in ``db`` and TensorBoard unless
+    ``track`` says otherwise)."""
+    settings = dict(
         data_opts={"limit": 600},  # 6 steps per epoch
         epochs=3,
         device="cpu",
@@ -210,9 +212,9 @@ def _cfg(out: Path, db: Path, **kw) -> RunConfig:
         checkpoint_every=5,
         out=str(out),
         track=["mlflow", "tensorboard"],
-        tracking_uri=f"sqlite:///{db}",
-        **kw,
+        tracking_uri=None if db is None else f"sqlite:///{db}",
     )
+    return RunConfig(**(settings | kw))
 
 
 def _no_duplicates_and_equal_to_the_file(run_dir: Path) -> None:

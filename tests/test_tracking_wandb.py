@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.test_tracking import _cfg as _tracked_cfg
 from tests.test_tracking import _flat
 from wae_toolkit.api import train
 from wae_toolkit.cli.app import _tracker_names, main
@@ -225,17 +226,7 @@ def test_the_figures_are_images_of_the_last_step(tracked):
 
 
 def _cfg(out: Path, **kw) -> RunConfig:
-    settings = dict(
-        data_opts={"limit": 600},  # 6 steps per epoch
-        epochs=3,
-        device="cpu",
-        eval_every=1,
-        log_every=1,
-        checkpoint_every=5,
-        out=str(out),
-        track=["wandb"],
-    )
-    return RunConfig(**(settings | kw))
+    return _tracked_cfg(out, None, **({"track": ["wandb"]} | kw))
 
 
 def test_a_crashed_run_resumes_the_same_wandb_run_without_a_point_twice(

@@ -72,6 +72,7 @@ VALUES: dict[str, tuple[list[str], Any]] = {
     "checkpoint_every": (["--checkpoint-every", "50"], 50),
     "keep_checkpoints": (["--keep-checkpoints", "2"], 2),
     "skip_bad_steps": (["--skip-bad-steps", "1"], 1),
+    "clip_grad": (["--clip-grad", "1.5"], 1.5),
     "compile": (["--compile"], True),
     "precision": (["--precision", "bf16"], "bf16"),
     "track": (["--track", "TensorBoard,mlflow", "--track", "mlflow"], ["tensorboard", "mlflow"]),

@@ -188,6 +188,15 @@ def test_bad_steps_can_be_skipped_up_to_a_bound_and_their_update_is_dropped(tmp_
     res = train(_cfg(tmp_path / "ok", skip_bad_steps=2))
     weights = load_file(str(res.run_dir / "model.safetensors"))
     assert all(torch.isfinite(v).all() for v in weights.values())  # NaN updates were dropped
+    assert res.summary["skipped_steps"] == 2  # the two poisoned steps, and only they
+    from rich.console import Console
+
+    from wae_toolkit.cli.progress import print_summary
+
+    console = Console(width=200, record=True)
+    print_summary(console, res)
+    text = " ".join(console.export_text().replace("│", " ").split())
+    assert "skipped steps 2 (non-finite loss or gradient" in text
     monkeypatch.undo()
     _poison(monkeypatch, {3, 9, 10}, what="gradient")
     with pytest.raises(NonFiniteError, match="after 2 bad step"):

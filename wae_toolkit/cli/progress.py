@@ -85,6 +85,13 @@ def print_summary(console: Console, result: RunResult) -> None:
     table.add_row(
         "time", f"{s['seconds']:.1f} s, {s['steps']} steps, {s['samples_per_second']:.0f} samples/s"
     )
+    if s.get("stopped"):
+        table.add_row("stopped early", str(s["stopped"]))
+    if s.get("skipped_steps"):
+        table.add_row(
+            "skipped steps",
+            f"{s['skipped_steps']} (non-finite loss or gradient; their updates were dropped)",
+        )
     table.add_row("held-out reconstruction cost", _fmt(s["test_cost"]))
     table.add_row(
         "held-out MMD(codes, prior)",

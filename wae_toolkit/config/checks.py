@@ -68,6 +68,11 @@ def value_problems(c: Any) -> list[str]:
         if not is_num(v) or v < 0:
             p.append(f"{name} must be a finite number >= 0; got {_show(v)}.")
     bounded("skip_bad_steps", 0)
+    if c.clip_grad is not None and (not is_num(c.clip_grad) or c.clip_grad <= 0):
+        p.append(
+            f"clip_grad must be a finite number > 0, or null for no clipping; "
+            f"got {_show(c.clip_grad)}."
+        )
     bounded("pretrain_steps", 0)
     if is_num(c.logvar_l1) and c.logvar_l1 > 0 and c.encoder == "deterministic":
         p.append("logvar_l1 applies to a Gaussian encoder only; add --encoder gaussian.")

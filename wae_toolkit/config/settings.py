@@ -91,6 +91,9 @@ class RunConfig:
         keep_checkpoints: how many of the newest checkpoints to keep.
         skip_bad_steps: how many steps with a non-finite loss or gradient may be skipped (the
             update is dropped, on the device) before training stops; 0 stops at the first.
+        clip_grad: clip the global norm of the gradients (encoder, decoder, prior) to this value
+            before each optimizer step; ``None`` does not clip. When on, the logs hold
+            ``grad_norm`` (the norm before clipping) and ``clipped`` (the share of steps clipped).
         compile: compile the training step (encoder, decoder, cost and penalty) with
             ``torch.compile``; the first steps take 10-60 s longer, later ones are faster
             (docs/performance.md says by how much).
@@ -196,6 +199,13 @@ class RunConfig:
     skip_bad_steps: int = field(
         default=0,
         metadata=cli("Steps with a NaN/infinite loss or gradient to skip before stopping."),
+    )
+    clip_grad: float | None = field(
+        default=None,
+        metadata=cli(
+            "Clip the gradients' global norm to this value before each step.",
+            default_help="no clipping",
+        ),
     )
     compile: bool = field(
         default=False,

@@ -253,6 +253,7 @@ class Loop:
                 "steps": state.step,
                 "epochs": s.config.epochs,
                 **({"stopped": self.stopped} if self.stopped else {}),
+                "skipped_steps": s.bad_steps.total,
                 "seconds": round(seconds, 3),
                 "samples_per_second": round(state.step * s.batch / max(seconds, 1e-9), 1),
                 "device": str(s.device),

@@ -101,7 +101,9 @@ class StepFunctions:
 
 class TrainStep:
     """One optimisation step on a batch: ``step(x, number) -> {name: 0-d tensor}`` with the loss
-    terms (and the critic's, for adversarial penalties), detached, on the device."""
+    terms (and the critic's, for adversarial penalties), detached, on the device. With
+    ``clip_grad`` the gradients' global norm is clipped before the optimizer steps, and
+    ``grad_norm`` (before clipping) and ``clipped`` (1 when it clipped) are logged too."""
 
     def __init__(
         self,
@@ -114,8 +116,9 @@ class TrainStep:
     ) -> None:
         self.fns, self.model, self.penalty = fns, comps.model, comps.penalty
         self.opt, self.bad_steps, self.ctx = opt, bad_steps, ctx
-        self.input_noise = config.input_noise
+        self.input_noise, self.clip = config.input_noise, config.clip_grad
         self.prior_params = [p for p in comps.model.prior.parameters() if p.requires_grad]
+        self.params = [p for group in opt.param_groups for p in group["params"]]
 
     def _penalty_inputs(self, *codes: torch.Tensor | None) -> tuple[Any, ...]:
         """This process's codes, or in multi-process training those of every rank (the penalty
@@ -137,6 +140,10 @@ class TrainStep:
         terms["loss"].backward()
         if self.ctx.is_distributed and self.prior_params:
             _average_gradients(self.prior_params)  # the prior is outside the DDP wrappers
+        if self.clip is not None:  # on the device: no synchronisation
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip, foreach=True)
+            logs["grad_norm"] = norm.detach()
+            logs["clipped"] = (norm > self.clip).float()
         self.bad_steps.before_step(number)
         self.opt.step()
         logs.update({k: v.detach() for k, v in terms.items()})

@@ -1,0 +1,85 @@
+"""The loop's features, each against an independent truth: gradient clipping bounds the measured
+global norm, and a run reports the steps it skipped."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from wae_toolkit.api import train
+from wae_toolkit.assembly.components import build_components
+from wae_toolkit.assembly.model import adam
+from wae_toolkit.config.settings import RunConfig
+from wae_toolkit.engine.distributed import DistContext
+from wae_toolkit.engine.faults import BadSteps
+from wae_toolkit.engine.step import StepFunctions, TrainStep
+from wae_toolkit.errors import UsageError
+from wae_toolkit.runs.folder import read_metrics
+
+
+def _step(clip: float | None, seed: int = 0) -> tuple[TrainStep, torch.nn.Module]:
+    torch.manual_seed(seed)
+    config = RunConfig(latent_dim=4, clip_grad=clip, network_opts={"hidden": [32]})
+    comps = build_components(config, (1, 8, 8), (0.0, 1.0))
+    params = [p for p in comps.model.parameters() if p.requires_grad]
+    opt = adam(params, config.lr, (config.beta1, config.beta2))
+    ctx = DistContext()
+    fns = StepFunctions(comps, config, torch.device("cpu"))
+    step = TrainStep(fns, comps, opt, BadSteps(opt, 0), config, ctx)
+    return step, comps.model
+
+
+def _global_norm(model: torch.nn.Module) -> float:
+    grads = [p.grad.flatten() for p in model.parameters() if p.grad is not None]
+    return float(torch.cat(grads).norm())
+
+
+def test_clipping_bounds_the_measured_global_norm_and_logs_the_norm_before_it() -> None:
+    x = torch.rand(16, 1, 8, 8)
+    free, free_model = _step(None)
+    free(x, 1)
+    unclipped = _global_norm(free_model)  # what the step's gradients measure without clipping
+    clip = unclipped / 10
+    step, model = _step(clip)
+    logs = step(x, 1)
+    assert _global_norm(model) == pytest.approx(clip, rel=1e-5)  # scaled down to the bound
+    assert float(logs["grad_norm"]) == pytest.approx(unclipped, rel=1e-5)
+    assert float(logs["clipped"]) == 1.0
+    loose, loose_model = _step(unclipped * 10)
+    logs = loose(x, 1)
+    assert _global_norm(loose_model) == pytest.approx(unclipped, rel=1e-5)  # left alone
+    assert float(logs["clipped"]) == 0.0
+
+
+def test_clipping_changes_the_update_as_scaled_gradients_would(tmp_path: Path) -> None:
+    """The clipped step equals an unclipped step on gradients scaled by clip / norm (checked on
+    the first Adam step's state: its first moment is (1 - beta1) times the gradient)."""
+    x = torch.rand(16, 1, 8, 8)
+    free, free_model = _step(None)
+    free(x, 1)
+    grads = [copy.deepcopy(p.grad) for p in free_model.parameters() if p.grad is not None]
+    norm = float(torch.cat([g.flatten() for g in grads]).norm())
+    step, model = _step(norm / 4)
+    step(x, 1)
+    moments = [step.opt.state[p]["exp_avg"] for p in model.parameters() if p.grad is not None]
+    beta1 = step.opt.param_groups[0]["betas"][0]
+    for m, g in zip(moments, grads, strict=True):
+        torch.testing.assert_close(m, (1 - beta1) * g / 4, rtol=1e-4, atol=1e-7)
+
+
+def test_a_clipped_run_logs_its_gradient_norms_and_a_default_run_does_not(tmp_path: Path) -> None:
+    small = dict(data="ring", data_opts={"n": 300}, latent_dim=2, epochs=1, log_every=1)
+    clipped = train(RunConfig(**small, clip_grad=1e-4, out=str(tmp_path / "c")))
+    steps = [r for r in read_metrics(clipped.run_dir) if r["kind"] == "step"]
+    assert steps and all(r["clipped"] == 1.0 and r["grad_norm"] > 1e-4 for r in steps)
+    plain = train(RunConfig(**small, out=str(tmp_path / "p")))
+    assert not any("grad_norm" in r for r in read_metrics(plain.run_dir))
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), "big", True])
+def test_a_bad_clip_value_is_one_sentence(value) -> None:
+    with pytest.raises(UsageError, match=r"^clip_grad must be a finite number > 0, or null"):
+        RunConfig(clip_grad=value).validate(plugins=False)

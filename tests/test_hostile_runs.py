@@ -421,7 +421,7 @@ def _flags(config: RunConfig) -> list[str]:
 
 
 EDITS = {
-    "epochs": ("epochs", 5),
+    "epochs": ("epochs", 1),  # fewer: refused (more continues the run; test_loop_features)
     "batch_size": ("batch_size", 64),
     "limit": ("data_opts", {"limit": 200}),
     "lr": ("lr", 0.01),

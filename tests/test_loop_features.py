@@ -83,3 +83,57 @@ def test_a_clipped_run_logs_its_gradient_norms_and_a_default_run_does_not(tmp_pa
 def test_a_bad_clip_value_is_one_sentence(value) -> None:
     with pytest.raises(UsageError, match=r"^clip_grad must be a finite number > 0, or null"):
         RunConfig(clip_grad=value).validate(plugins=False)
+
+
+def _small(out: Path, epochs: int) -> RunConfig:
+    return RunConfig(
+        data="ring",
+        data_opts={"n": 400},
+        latent_dim=2,
+        epochs=epochs,
+        lr_schedule=[],  # constant: the same learning rates for any length
+        eval_every=1,
+        log_every=2,
+        checkpoint_every=5,
+        seed=4,
+        out=str(out),
+    )
+
+
+def test_a_finished_run_continued_for_more_epochs_equals_one_run_of_that_length(tmp_path):
+    short = train(_small(tmp_path / "a", 2))
+    assert short.summary["epochs"] == 2
+    longer = train(_small(tmp_path / "a", 4), resume=True)
+    whole = train(_small(tmp_path / "b", 4))
+    assert longer.summary["steps"] == whole.summary["steps"] == 2 * short.summary["steps"]
+    mine, theirs = longer.model.state_dict(), whole.model.state_dict()
+    for k in mine:
+        assert torch.equal(mine[k], theirs[k]), k
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(tmp_path / "a")]
+    same = [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(tmp_path / "b")]
+    assert strip == same
+    import json
+
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["run"]["epochs"] == 4
+    with pytest.raises(UsageError, match=r"there is nothing to resume"):
+        train(_small(tmp_path / "a", 4), resume=True)
+    with pytest.raises(UsageError, match=r"epochs: 4 in the checkpoint, 3 now.*not fewer"):
+        train(_small(tmp_path / "a", 3), resume=True)
+
+
+def test_wae_run_resume_takes_a_larger_epochs(tmp_path, capsys):
+    from tests.test_cli import wae
+
+    out = tmp_path / "r"
+    args = ["--data", "ring", "--data-opt", "n=300", "--latent-dim", "2", "--out", str(out)]
+    code, _, err = wae(capsys, "run", *args, "--epochs", "1")
+    assert code == 0, err
+    code, _, err = wae(capsys, "run", "--resume", str(out), "--epochs", "2")
+    assert code == 0, err
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epochs"] == 2
+    assert max(r["epoch"] for r in read_metrics(out) if r["kind"] == "epoch") == 1
+    code, _, err = wae(capsys, "run", "--resume", str(out), "--lr", "0.5")
+    assert code == 2 and "a larger --epochs may change" in " ".join(err.split())

@@ -126,9 +126,9 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path, capsys):
     done = train(_cfg(tmp_path / "done", epochs=1))
     with pytest.raises(UsageError, match="already finished"):
         train(_cfg(done.run_dir, epochs=1), resume=True)
-    code, _, err = wae(capsys, "run", "--resume", str(done.run_dir), "--epochs", "9")
+    code, _, err = wae(capsys, "run", "--resume", str(done.run_dir), "--lr", "0.5")
     assert code == 2
-    assert "--resume continues a run with its saved settings; drop --epochs" in error_line(err)
+    assert "--resume continues a run with its saved settings; drop --lr" in error_line(err)
     code, _, err = wae(capsys, "run", "--resume", str(tmp_path / "nothing"))
     assert code == 2 and "is not a run folder" in error_line(err)
 

@@ -292,8 +292,9 @@ def _read_piece(stream: Any) -> bytes:
             return bytes(out)
 
 
-#: The settings a resumed run may change (with --nproc): where it runs, not what it trains.
-_RESUME_MAY_CHANGE = ("threads", "device")
+#: The settings a resumed run may change (with --nproc): where it runs, not what it trains, and
+#: a larger number of epochs (to continue a finished or stopped run further).
+_RESUME_MAY_CHANGE = ("threads", "device", "epochs")
 
 
 def _resume(
@@ -312,12 +313,12 @@ def _resume(
     if extra:
         raise UsageError(
             f"--resume continues a run with its saved settings; drop {', '.join(extra)} "
-            "(only --threads, --device and --nproc may change)."
+            "(only --threads, --device, --nproc and a larger --epochs may change)."
         )
     saved = read_run_config(run_dir)
     keep: dict[str, Any] = {k: given[k] for k in _RESUME_MAY_CHANGE if k in given}
     config = RunConfig.from_dict({**saved, "out": run_dir, "overwrite": False, **keep})
-    config.validate()
+    config.validate(build=False)  # the run builds its plugins once
     if nproc is not None:
         _launch(nproc)
     _train_and_report(config, resume=True)

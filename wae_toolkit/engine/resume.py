@@ -86,6 +86,8 @@ def check_resume_fits(
     if isinstance(saved, dict):
         # a setting newer than the checkpoint was, for it, at its default
         saved = {k: v for k, v in _defaults().items() if k in settings and k not in saved} | saved
+        _check_epochs(path, saved.get("epochs"), settings.get("epochs"))
+        saved = saved | {"epochs": settings.get("epochs")}  # more epochs continue the run
         changed = [
             f"{k}: {_short(saved.get(k))} in the checkpoint, {_short(settings.get(k))} now"
             for k in sorted(set(saved) | set(settings))
@@ -95,8 +97,8 @@ def check_resume_fits(
             raise UsageError(
                 f"Cannot resume from '{path}': the run's settings in {CONFIG} changed after it "
                 f"was written ({'; '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}). "
-                "Training settings cannot change on resume (only --threads, --device and "
-                f"--nproc may): restore {CONFIG}, or start a new run with --config."
+                "Training settings cannot change on resume (only --threads, --device, --nproc "
+                f"and a larger --epochs may): restore {CONFIG}, or start a new run with --config."
             )
     saved_data = extra.get("data")
     if isinstance(saved_data, dict):
@@ -110,6 +112,16 @@ def check_resume_fits(
                 f"Cannot resume from '{path}': the data changed since it was written "
                 f"({'; '.join(changed)}); resume with the same data, or start a new run."
             )
+
+
+def _check_epochs(path: Path, saved: Any, now: Any) -> None:
+    """A resumed run may train for more epochs than it was started with, never fewer."""
+    if isinstance(saved, int) and isinstance(now, int) and now < saved:
+        raise UsageError(
+            f"Cannot resume from '{path}': the run's epochs changed after it was written "
+            f"(epochs: {saved} in the checkpoint, {now} now); a resumed run may train for more "
+            "epochs (--epochs), not fewer."
+        )
 
 
 def _defaults() -> dict[str, Any]:

@@ -32,6 +32,7 @@ from wae_toolkit.engine.state import LoopState, check_extra
 from wae_toolkit.engine.step import StepFunctions, TrainStep
 from wae_toolkit.errors import UsageError
 from wae_toolkit.runs.folder import CONFIG, SUMMARY, check_run_dir, prepare_run_dir, write_json
+from wae_toolkit.runs.read import read_json_object
 from wae_toolkit.runs.safe_io import RunLock
 
 __all__ = ["Session", "prepare"]
@@ -241,9 +242,21 @@ def _start(session: Session, lock: RunLock, space: dict[str, int]) -> None:
         check_writable(out, space["needed"])
     if session.resumed_from is not None:
         _restore(session, session.resumed_from)
+        if session.ctx.is_main:
+            _record_epochs(out, config.epochs)
     elif session.ctx.is_main:
         session.replaced = prepare_run_dir(out, config.overwrite, lock)
         write_json(out / CONFIG, session.record)
+
+
+def _record_epochs(out: Path, epochs: int) -> None:
+    """A resumed run continued for more epochs: say so in its ``config.json`` (the rest of the
+    record stays as the run wrote it)."""
+    record, _ = read_json_object(out / CONFIG)
+    if isinstance(record, dict) and isinstance(record.get("run"), dict):
+        if record["run"].get("epochs") != epochs:
+            record["run"]["epochs"] = epochs
+            write_json(out / CONFIG, record)
 
 
 def _restore(session: Session, path: Path) -> None:
@@ -262,7 +275,8 @@ def _restore(session: Session, path: Path) -> None:
     if extra["step"] >= session.total_steps and (session.out / SUMMARY).is_file():
         raise UsageError(
             f"The run in '{session.out}' already finished ({extra['step']} of "
-            f"{session.total_steps} steps); there is nothing to resume."
+            f"{session.total_steps} steps); there is nothing to resume (a larger --epochs trains "
+            "it further)."
         )
     session.state = LoopState.from_extra(extra, session.device)
     session.bad_steps.total = session.state.bad_steps

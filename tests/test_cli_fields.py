@@ -73,6 +73,8 @@ VALUES: dict[str, tuple[list[str], Any]] = {
     "keep_checkpoints": (["--keep-checkpoints", "2"], 2),
     "skip_bad_steps": (["--skip-bad-steps", "1"], 1),
     "clip_grad": (["--clip-grad", "1.5"], 1.5),
+    "optimizer": (["--optimizer", "sgd"], "sgd"),
+    "optimizer_opts": (["--optimizer-opt", "momentum=0.9"], {"momentum": "0.9"}),
     "compile": (["--compile"], True),
     "precision": (["--precision", "bf16"], "bf16"),
     "track": (["--track", "TensorBoard,mlflow", "--track", "mlflow"], ["tensorboard", "mlflow"]),

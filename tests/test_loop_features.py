@@ -137,3 +137,64 @@ def test_wae_run_resume_takes_a_larger_epochs(tmp_path, capsys):
     assert max(r["epoch"] for r in read_metrics(out) if r["kind"] == "epoch") == 1
     code, _, err = wae(capsys, "run", "--resume", str(out), "--lr", "0.5")
     assert code == 2 and "a larger --epochs may change" in " ".join(err.split())
+
+
+def test_sgd_by_name_takes_exactly_the_plain_gradient_step() -> None:
+    """``optimizer="sgd"`` (no momentum): each parameter moves by ``-lr * grad``."""
+    from wae_toolkit.assembly.optimizer import make_optimizer
+
+    torch.manual_seed(0)
+    config = RunConfig(latent_dim=4, optimizer="sgd", lr=0.05, network_opts={"hidden": [16]})
+    comps = build_components(config, (1, 8, 8), (0.0, 1.0))
+    params = [p for p in comps.model.parameters() if p.requires_grad]
+    opt = make_optimizer(config, params)
+    assert type(opt) is torch.optim.SGD and opt.param_groups[0]["lr"] == 0.05
+    step = TrainStep(
+        StepFunctions(comps, config, torch.device("cpu")),
+        comps,
+        opt,
+        BadSteps(opt, 0),
+        config,
+        DistContext(),
+    )
+    before = [p.detach().clone() for p in params]
+    step(torch.rand(16, 1, 8, 8), 1)
+    for p, b in zip(params, before, strict=True):
+        torch.testing.assert_close(p.detach(), b - 0.05 * p.grad, rtol=0, atol=1e-7)
+
+
+def test_optimizer_options_and_betas_reach_the_optimizer() -> None:
+    from wae_toolkit.assembly.optimizer import make_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    adamw = make_optimizer(
+        RunConfig(optimizer="adamw", optimizer_opts={"weight_decay": "0.25"}, beta1=0.7), params
+    )
+    group = adamw.param_groups[0]
+    assert type(adamw) is torch.optim.AdamW
+    assert group["weight_decay"] == 0.25 and group["betas"] == (0.7, 0.999)
+    sgd = make_optimizer(RunConfig(optimizer="sgd", optimizer_opts={"momentum": 0.9}), params)
+    assert sgd.param_groups[0]["momentum"] == 0.9 and "betas" not in sgd.param_groups[0]
+    default = make_optimizer(RunConfig(), params)  # Adam with the paper's betas, fused
+    assert type(default) is torch.optim.Adam and default.param_groups[0]["betas"] == (0.5, 0.999)
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"optimizer": "adamm"}, r"^Unknown optimizer 'adamm'\. Did you mean 'adam'"),
+        ({"optimizer": "sgd", "optimizer_opts": {"momentom": "0.9"}}, r"Unknown option 'momentom'"),
+        ({"optimizer": "sgd", "optimizer_opts": {"lr": "0.1"}}, r"lr comes from --lr"),
+        ({"optimizer": "sgd", "optimizer_opts": {"momentum": "-1"}}, r"'sgd' refuses these"),
+        ({"optimizer": "sgd", "optimizer_opts": {"momentum": "fast"}}, r"option momentum:"),
+    ],
+)
+def test_a_bad_optimizer_setting_is_one_sentence(settings, words, tmp_path) -> None:
+    with pytest.raises(UsageError, match=words) as info:
+        train(
+            RunConfig(
+                data="ring", data_opts={"n": 200}, epochs=1, out=str(tmp_path / "r"), **settings
+            )
+        )
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "r" / "config.json").exists()  # refused before the run folder

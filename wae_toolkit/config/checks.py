@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, TypeGuard
 
+from wae_toolkit.config.optimizers import OPTIMIZERS
 from wae_toolkit.config.trackers import TRACKERS
 from wae_toolkit.devices import DEVICE_NAMES
 from wae_toolkit.errors import did_you_mean
@@ -68,6 +69,14 @@ def value_problems(c: Any) -> list[str]:
         if not is_num(v) or v < 0:
             p.append(f"{name} must be a finite number >= 0; got {_show(v)}.")
     bounded("skip_bad_steps", 0)
+    if not _is_one_of(c.optimizer, tuple(OPTIMIZERS)):
+        hint = did_you_mean(c.optimizer, OPTIMIZERS) if isinstance(c.optimizer, str) else ""
+        p.append(
+            f"Unknown optimizer {_show(c.optimizer)}.{hint} Optimizers: {', '.join(OPTIMIZERS)}."
+        )
+    opts = c.optimizer_opts
+    if not isinstance(opts, dict) or not all(isinstance(k, str) for k in opts):
+        p.append(f"optimizer_opts must be a mapping of option names to values; got {_show(opts)}.")
     if c.clip_grad is not None and (not is_num(c.clip_grad) or c.clip_grad <= 0):
         p.append(
             f"clip_grad must be a finite number > 0, or null for no clipping; "

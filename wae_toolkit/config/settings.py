@@ -16,6 +16,7 @@ from wae_toolkit.config.checks import (
     value_problems,
 )
 from wae_toolkit.config.fields import cli
+from wae_toolkit.config.optimizers import OPTIMIZERS
 from wae_toolkit.config.trackers import DEFAULT_EXPERIMENT  # the table of trackers
 from wae_toolkit.errors import UsageError
 from wae_toolkit.errors import short_repr as _show
@@ -65,6 +66,11 @@ class RunConfig:
         lr: Adam's learning rate (the paper: 1e-3).
         beta1: Adam's beta1 (the paper: 0.5).
         beta2: Adam's beta2 (0.999).
+        optimizer: the model's optimizer, by name: ``adam`` (the default, with the paper's
+            betas), ``adamw``, ``sgd``, ``rmsprop``, ``adagrad``, ``adamax``, ``nadam`` or
+            ``radam``; every one gets ``lr``, and ``beta1``/``beta2`` when it has betas. An
+            adversarial penalty's critic keeps its own optimizer.
+        optimizer_opts: the optimizer's other arguments (``momentum``, ``weight_decay``...).
         lr_schedule: ``[(epoch, factor), ...]``: from that epoch on the learning rate is
             ``lr * factor``; ``[]`` keeps it constant; ``None`` (the default) follows the paper's
             MNIST schedule in proportion to ``epochs``: ``lr / 2`` from 30% of the epochs and
@@ -149,11 +155,23 @@ class RunConfig:
     lam: float = field(default=10.0, metadata=cli("Weight of the latent penalty.", "--lambda"))
     epochs: int = field(default=300, metadata=cli("Training epochs.", "--epochs", "-e"))
     batch_size: int = field(default=100, metadata=cli("Batch size.", "--batch-size", "-b"))
-    lr: float = field(default=1e-3, metadata=cli("Adam learning rate."))
+    lr: float = field(default=1e-3, metadata=cli("Learning rate."))
     beta1: float = field(
         default=PAPER_BETAS[0], metadata=cli("Adam beta1.", default_help="0.5, the paper's")
     )
     beta2: float = field(default=PAPER_BETAS[1], metadata=cli("Adam beta2."))
+    optimizer: str = field(
+        default="adam",
+        metadata=cli(f"Optimizer of torch.optim: {', '.join(OPTIMIZERS)}."),
+    )
+    optimizer_opts: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=cli(
+            "Option of the optimizer as NAME=VALUE (momentum, weight_decay...); repeatable.",
+            "--optimizer-opt",
+            parse="assignments",
+        ),
+    )
     lr_schedule: list[tuple[int, float]] | None = field(
         default=None,
         metadata=cli(

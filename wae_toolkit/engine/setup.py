@@ -18,7 +18,7 @@ import torch
 
 from wae_toolkit._version import __version__
 from wae_toolkit.assembly.components import Components, build_components
-from wae_toolkit.assembly.model import adam
+from wae_toolkit.assembly.optimizer import make_optimizer
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.data import Dataset, load_dataset
 from wae_toolkit.devices import resolve_device
@@ -163,7 +163,7 @@ def _optimizer(config: RunConfig, comps: Components, ctx: DistContext) -> tuple[
         sync_module(model)  # every rank starts from rank 0's weights, critic included
         sync_module(penalty)
         view = ddp_model(model, ctx)
-    opt = adam(params, config.lr, (config.beta1, config.beta2))
+    opt = make_optimizer(config, params)
     bad_steps = BadSteps(opt, config.skip_bad_steps)
     step = TrainStep(
         StepFunctions(comps, config, device, model=view), comps, opt, bad_steps, config, ctx

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from wae_toolkit.errors import UsageError
+
 __all__ = ["CliOption", "cli", "cli_option", "default_text", "PARSERS"]
 
 #: How the text of an option becomes the setting's value:
@@ -25,7 +27,7 @@ __all__ = ["CliOption", "cli", "cli_option", "default_text", "PARSERS"]
 #: - ``names``: a repeatable option whose values may also be comma-separated names, kept in
 #:   order, each once, lower-cased;
 #: - ``schedule``: ``EPOCH:FACTOR,...``, ``paper`` or ``none``
-#:   (:func:`~wae_toolkit.config.settings.parse_schedule`).
+#:   (:func:`parse_schedule`).
 Parse = Literal["value", "assignments", "names", "schedule"]
 PARSERS: tuple[Parse, ...] = ("value", "assignments", "names", "schedule")
 
@@ -111,3 +113,27 @@ def default_text(f: dataclasses.Field[Any], option: CliOption) -> str | None:
     if isinstance(value, list | tuple) and not value:
         return "none"
     return str(value)
+
+
+def parse_schedule(text: str) -> list[tuple[int, float]] | None:
+    """Parse ``"30:0.5,50:0.1"`` into ``[(30, 0.5), (50, 0.1)]``; ``"none"`` is ``[]`` (constant)
+    and ``"paper"`` is ``None`` (the paper's proportions)."""
+    if text.strip().lower() in ("none", "constant", ""):
+        return []
+    if text.strip().lower() == "paper":
+        return None
+    out: list[tuple[int, float]] = []
+    for part in (s.strip() for s in text.split(",")):
+        if not part:
+            continue
+        epoch, sep, factor = part.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            out.append((int(epoch), float(factor)))
+        except ValueError:
+            raise UsageError(
+                f"--lr-schedule expects EPOCH:FACTOR pairs separated by commas (such as "
+                f"30:0.5,50:0.1), 'paper' or 'none'; got '{part}'."
+            ) from None
+    return out

@@ -15,13 +15,13 @@ from wae_toolkit.config.checks import (
     missing_tracker_packages,
     value_problems,
 )
-from wae_toolkit.config.fields import cli
+from wae_toolkit.config.fields import cli, parse_schedule
 from wae_toolkit.config.optimizers import OPTIMIZERS
 from wae_toolkit.config.trackers import DEFAULT_EXPERIMENT  # the table of trackers
 from wae_toolkit.errors import UsageError
 from wae_toolkit.errors import short_repr as _show
 
-__all__ = ["RunConfig", "PAPER_BETAS"]
+__all__ = ["RunConfig", "PAPER_BETAS", "parse_schedule"]
 
 
 def _plugin_opts(kind: str) -> dict[str, Any]:
@@ -66,10 +66,8 @@ class RunConfig:
         lr: Adam's learning rate (the paper: 1e-3).
         beta1: Adam's beta1 (the paper: 0.5).
         beta2: Adam's beta2 (0.999).
-        optimizer: the model's optimizer, by name: ``adam`` (the default, with the paper's
-            betas), ``adamw``, ``sgd``, ``rmsprop``, ``adagrad``, ``adamax``, ``nadam`` or
-            ``radam``; every one gets ``lr``, and ``beta1``/``beta2`` when it has betas. An
-            adversarial penalty's critic keeps its own optimizer.
+        optimizer: the model's optimizer of ``torch.optim`` by name (``adam``, the default,
+            ``adamw``, ``sgd``...; see docs/training.md); it gets ``lr`` and the betas.
         optimizer_opts: the optimizer's other arguments (``momentum``, ``weight_decay``...).
         lr_schedule: ``[(epoch, factor), ...]``: from that epoch on the learning rate is
             ``lr * factor``; ``[]`` keeps it constant; ``None`` (the default) follows the paper's
@@ -97,9 +95,8 @@ class RunConfig:
         keep_checkpoints: how many of the newest checkpoints to keep.
         skip_bad_steps: how many steps with a non-finite loss or gradient may be skipped (the
             update is dropped, on the device) before training stops; 0 stops at the first.
-        clip_grad: clip the global norm of the gradients (encoder, decoder, prior) to this value
-            before each optimizer step; ``None`` does not clip. When on, the logs hold
-            ``grad_norm`` (the norm before clipping) and ``clipped`` (the share of steps clipped).
+        clip_grad: clip the gradients' global norm to this value before each step (``None``:
+            no clipping); the logs then hold ``grad_norm`` and ``clipped``.
         compile: compile the training step (encoder, decoder, cost and penalty) with
             ``torch.compile``; the first steps take 10-60 s longer, later ones are faster
             (docs/performance.md says by how much).
@@ -370,30 +367,6 @@ class RunConfig:
         if "lr_schedule" in d and isinstance(d["lr_schedule"], list):
             d["lr_schedule"] = [tuple(x) if isinstance(x, list) else x for x in d["lr_schedule"]]
         return cls(**d)
-
-
-def parse_schedule(text: str) -> list[tuple[int, float]] | None:
-    """Parse ``"30:0.5,50:0.1"`` into ``[(30, 0.5), (50, 0.1)]``; ``"none"`` is ``[]`` (constant)
-    and ``"paper"`` is ``None`` (the paper's proportions)."""
-    if text.strip().lower() in ("none", "constant", ""):
-        return []
-    if text.strip().lower() == "paper":
-        return None
-    out: list[tuple[int, float]] = []
-    for part in (s.strip() for s in text.split(",")):
-        if not part:
-            continue
-        epoch, sep, factor = part.partition(":")
-        try:
-            if not sep:
-                raise ValueError
-            out.append((int(epoch), float(factor)))
-        except ValueError:
-            raise UsageError(
-                f"--lr-schedule expects EPOCH:FACTOR pairs separated by commas (such as "
-                f"30:0.5,50:0.1), 'paper' or 'none'; got '{part}'."
-            ) from None
-    return out
 
 
 def _plain(value: Any) -> Any:

@@ -12,8 +12,8 @@ __all__ = ["Schedule"]
 class Schedule:
     """Sets the learning rate of every parameter group of ``optimizer``.
 
-    The loop calls :meth:`epoch_start` before each epoch's first step and :meth:`step_end` after
-    every step; each returns the learning rate now in force (the loop logs it with the epoch).
+    The loop calls :meth:`epoch_start` before each epoch's first step, which returns the learning
+    rate now in force (the loop logs it with the epoch), and :meth:`step_end` after every step.
 
     Args:
         optimizer: the model's optimizer; ``config.lr`` is the base learning rate.
@@ -34,6 +34,6 @@ class Schedule:
         """Called before epoch ``epoch`` (0-based) trains; returns the learning rate."""
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def step_end(self, step: int) -> float:
-        """Called after step ``step`` (1-based); returns the learning rate."""
-        return float(self.optimizer.param_groups[0]["lr"])
+    def step_end(self, step: int) -> None:
+        """Called after step ``step`` (1-based); per-step schedules override it (it runs in the
+        hot loop, so the base does nothing)."""

@@ -33,7 +33,7 @@ class MeanGapPenalty(LatentPenalty):
         self.calls = 0
 
     def forward(self, z_q: Tensor, z_p: Tensor) -> Tensor:
-        self.calls += 1
+        self.calls += torch.is_grad_enabled()  # training steps (evaluations run without grad)
         return self.weight * (z_q.mean(0) - z_p.mean(0)).pow(2).sum()
 
 

@@ -1,9 +1,14 @@
 """The loop's features, each against an independent truth: gradient clipping bounds the measured
-global norm, and a run reports the steps it skipped."""
+global norm, optimizers by name take their textbook step, a run continued for more epochs equals
+one run of that length, the schedules' rates are their formulas (or torch's one-cycle), the
+moving average is the hand-computed one, and early stopping stops where the metric history
+says."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +18,7 @@ from wae_toolkit.api import train
 from wae_toolkit.assembly.components import build_components
 from wae_toolkit.assembly.model import adam
 from wae_toolkit.config.settings import RunConfig
+from wae_toolkit.engine.callbacks import Callback
 from wae_toolkit.engine.distributed import DistContext
 from wae_toolkit.engine.faults import BadSteps
 from wae_toolkit.engine.step import StepFunctions, TrainStep
@@ -198,3 +204,249 @@ def test_a_bad_optimizer_setting_is_one_sentence(settings, words, tmp_path) -> N
         )
     assert "\n" not in str(info.value)
     assert not (tmp_path / "r" / "config.json").exists()  # refused before the run folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Schedules
+
+
+def _lrs(schedule: str, total: int, **kw) -> list[float]:
+    """The learning rate of each of ``total`` steps under ``schedule`` (one step per epoch)."""
+    from wae_toolkit.engine.schedules import make_schedule
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    opt = torch.optim.SGD(params, lr=0.1)
+    sched = make_schedule(schedule, opt, RunConfig(schedule=schedule, epochs=total, **kw), 1)
+    rates = []
+    for t in range(total):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step_end(t + 1)
+    return rates
+
+
+def test_the_cosine_schedule_follows_its_formula() -> None:
+    import math
+
+    total, warm, lr = 40, 6, 0.1
+    expected = [
+        lr * (t + 1) / warm
+        if t < warm
+        else lr * 0.5 * (1 + math.cos(math.pi * (t - warm) / (total - warm)))
+        for t in range(total)
+    ]
+    assert _lrs("cosine", total, warmup_steps=warm, lr=lr) == pytest.approx(expected, rel=1e-12)
+    default = _lrs("cosine", 100, lr=lr)  # 5% of the steps warm up by default
+    assert default[4] == pytest.approx(lr) and default[3] == pytest.approx(0.8 * lr)
+
+
+def test_the_onecycle_schedule_equals_torchs_one_cycle() -> None:
+    total, warm, lr = 50, 15, 0.1
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+    ref = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=total, pct_start=warm / total, cycle_momentum=False
+    )
+    expected = []
+    for t in range(total):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if t < total - 1:
+            ref.step()
+    assert _lrs("onecycle", total, warmup_steps=warm, lr=lr) == pytest.approx(expected, rel=1e-9)
+
+
+class _StopAt(Callback):
+    def __init__(self, step: int) -> None:
+        self.at = step
+
+    def on_step_end(self, step: int, epoch: int) -> None:
+        if step == self.at:
+            self.request_stop(f"step {step}")
+
+
+def test_a_per_step_schedule_is_logged_and_resumes_where_it_stopped(tmp_path) -> None:
+    """The logged rates are the formula's; a run stopped mid-epoch and resumed equals one
+    uninterrupted run, weights and rates (the schedule's state is in the checkpoint)."""
+    import math
+
+    def config(out: Path) -> RunConfig:
+        return dataclasses.replace(
+            _small(out, 3), lr_schedule=None, schedule="cosine", warmup_steps=3, log_every=1
+        )
+
+    whole = train(config(tmp_path / "w"))
+    stopped = train(config(tmp_path / "r"), callback=_StopAt(5))
+    assert stopped.summary["stopped"] == "step 5"
+    resumed = train(config(tmp_path / "r"), resume=True)
+    for k, v in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v), k
+    total = whole.summary["steps"]
+    for run in ("w", "r"):
+        logged = {r["step"]: r["lr"] for r in read_metrics(tmp_path / run) if r["kind"] == "step"}
+        assert sorted(logged) == list(range(1, total + 1))
+        for step, rate in logged.items():
+            t = step - 1
+            want = (t + 1) / 3 if t < 3 else 0.5 * (1 + math.cos(math.pi * (t - 3) / (total - 3)))
+            assert rate == pytest.approx(1e-3 * want, rel=1e-9), (run, step)
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"schedule": "cosin"}, r"Unknown schedule 'cosin'\. Did you mean 'cosine'"),
+        ({"warmup_steps": 5}, r"warmup_steps applies to the cosine and onecycle schedules"),
+        ({"schedule": "cosine", "warmup_steps": -1}, r"warmup_steps must be an integer from 0"),
+        ({"schedule": "cosine", "lr_schedule": [(3, 0.5)]}, r"lr_schedule .* use --schedule"),
+        ({"ema": 1.0}, r"ema must be a decay between 0 and 1"),
+        ({"monitor": "test_mdm"}, r"Unknown monitor 'test_mdm'\. Did you mean 'test_mmd'"),
+        ({"patience": 0}, r"patience must be an integer from 1"),
+    ],
+)
+def test_a_bad_loop_setting_is_one_sentence(settings, words) -> None:
+    problems = RunConfig(**settings).problems()
+    assert len(problems) == 1 and re.search(words, problems[0]), problems
+
+
+# ---------------------------------------------------------------------------------------------
+# The moving average of the weights
+
+
+class _Weights(Callback):
+    """The model's parameters after every step, and at every evaluation."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, torch.Tensor]] = []
+        self.evaluations: dict[int, dict[str, torch.Tensor]] = {}
+        self.model: torch.nn.Module | None = None
+
+    def on_step_end(self, step: int, epoch: int) -> None:
+        assert self.model is not None
+        self.steps.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+
+
+def test_the_moving_average_equals_the_hand_computed_one(tmp_path, monkeypatch) -> None:
+    from safetensors.torch import load_file
+
+    from wae_toolkit.api import load
+    from wae_toolkit.engine import setup
+
+    seen = _Weights()
+    prepare = setup.prepare
+
+    def spy(*args, **kwargs):
+        session = prepare(*args, **kwargs)
+        seen.model = session.comps.model
+        return session
+
+    monkeypatch.setattr("wae_toolkit.engine.loop.prepare", spy)
+    decay = 0.8
+    run = train(dataclasses.replace(_small(tmp_path / "e", 1), ema=decay), callback=seen)
+    expected = dict(seen.steps[0])  # the first update copies the weights
+    for weights in seen.steps[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in weights}
+    averaged = load_file(str(run.run_dir / "model.safetensors"))
+    raw = load_file(str(run.run_dir / "raw.safetensors"))
+    for k, v in expected.items():
+        torch.testing.assert_close(averaged[f"model.{k}"], v, rtol=1e-5, atol=1e-7)
+        assert torch.equal(raw[f"model.{k}"], seen.steps[-1][k])
+    loaded = load(run.run_dir)  # the average is what the run's users get
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, averaged[f"model.{k}"]), k
+    assert not torch.equal(
+        averaged["model." + next(iter(expected))], raw["model." + next(iter(expected))]
+    )
+    assert {"model.safetensors", "raw.safetensors"} <= set(run.summary["files"])
+
+
+def test_which_weights_a_run_loads_is_checked(tmp_path) -> None:
+    from wae_toolkit.api import load
+
+    run = train(_small(tmp_path / "p", 1))
+    with pytest.raises(UsageError, match=r"has no raw\.safetensors: it was trained without --ema"):
+        load(run.run_dir, which="raw")
+    with pytest.raises(UsageError, match=r"which must be one of last, best, raw"):
+        load(run.run_dir, which="first")
+
+
+# ---------------------------------------------------------------------------------------------
+# Best weights and early stopping
+
+
+class _AtEvaluations(_Weights):
+    def on_evaluate(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+        assert self.model is not None
+        self.evaluations[step] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("patience", [1, 2])
+def test_early_stopping_stops_where_the_metric_history_says(tmp_path, monkeypatch, patience):
+    from safetensors.torch import load_file
+
+    from wae_toolkit.api import load
+    from wae_toolkit.engine import setup
+
+    seen = _AtEvaluations()
+    prepare = setup.prepare
+
+    def spy(*args, **kwargs):
+        session = prepare(*args, **kwargs)
+        seen.model = session.comps.model
+        return session
+
+    monkeypatch.setattr("wae_toolkit.engine.loop.prepare", spy)
+    config = dataclasses.replace(
+        _small(tmp_path / "s", 40), monitor="test_mmd", patience=patience, lr=0.02
+    )
+    run = train(config, callback=seen)
+    history = [(r["step"], r["test_mmd"]) for r in read_metrics(run.run_dir) if r["kind"] == "eval"]
+    best, since, stop_at = (None, float("inf")), 0, None  # what the history says, by hand
+    for step, value in history:
+        if value < best[1]:
+            best, since = (step, value), 0
+        else:
+            since += 1
+            if since == patience:
+                stop_at = step
+                break
+    assert stop_at is not None, "the noisy held-out MMD never stalled; the test needs it to"
+    assert run.summary["steps"] == stop_at == history[-1][0]  # no evaluation after the stop
+    assert run.summary["stopped"].startswith(
+        f"early stopping: test_mmd did not improve for {patience}"
+    )
+    assert run.summary["best"]["step"] == best[0] and run.summary["best"]["value"] == best[1]
+    saved = load_file(str(run.run_dir / "best.safetensors"))
+    for k, v in seen.evaluations[best[0]].items():
+        assert torch.equal(saved[f"model.{k}"], v), k
+    for k, v in load(run.run_dir, which="best").state_dict().items():
+        assert torch.equal(v, seen.evaluations[best[0]][k]), k
+
+
+def test_the_default_monitor_is_the_held_out_objective(tmp_path) -> None:
+    run = train(_small(tmp_path / "o", 2))
+    evals = [r for r in read_metrics(run.run_dir) if r["kind"] == "eval"]
+    for r in evals:
+        assert r["test_objective"] == pytest.approx(r["test_cost"] + 10.0 * r["test_penalty"])
+    best = min(evals, key=lambda r: r["test_objective"])
+    assert run.summary["best"]["metric"] == "test_objective"
+    assert run.summary["best"]["step"] == best["step"]
+    assert "best.safetensors" in run.summary["files"]
+
+
+def test_the_model_commands_take_the_best_weights(tmp_path, capsys) -> None:
+    import numpy as np
+
+    from tests.test_cli import wae
+
+    run = train(_small(tmp_path / "m", 2))
+    best = tmp_path / "best.npy"
+    code, _, err = wae(capsys, "encode", str(run.run_dir), "--weights", "best", "-o", str(best))
+    assert code == 0, err
+    from wae_toolkit.api import load
+
+    model = load(run.run_dir, which="best")
+    x = run.dataset.test
+    with torch.no_grad():
+        expected = model.encode(x)
+    np.testing.assert_allclose(np.load(best), expected.numpy(), rtol=1e-6, atol=1e-6)
+    code, _, err = wae(capsys, "sample", str(run.run_dir), "--weights", "raw", "-o", "s.npy")
+    assert code == 2 and "it was trained without --ema" in " ".join(err.split())

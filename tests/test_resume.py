@@ -145,13 +145,16 @@ def test_overwrite_removes_the_old_checkpoints(tmp_path):
 
 
 def _poison(monkeypatch, at: set[int], what: str = "penalty") -> None:
-    """Make the IMQ penalty (or its gradient) NaN on the given calls (1-based)."""
+    """Make the IMQ penalty (or its gradient) NaN on the given training calls (1-based; the
+    held-out evaluations, which run without gradients, are not counted)."""
     original = IMQMMDPenalty.forward
     calls = {"n": 0}
 
     def forward(self, z_q, z_p):
-        calls["n"] += 1
         value = original(self, z_q, z_p)
+        if not torch.is_grad_enabled():
+            return value
+        calls["n"] += 1
         if calls["n"] in at:
             if what == "penalty":
                 return value * float("nan")

@@ -283,7 +283,12 @@ def test_conv_networks_train_channels_last_with_the_same_result(tmp_path, monkey
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"precision": "fp16"}, "precision must be one of fp32, bf16; got 'fp16'"),
+        ({"precision": "fp8"}, "precision must be one of fp32, bf16, fp16; got 'fp8'"),
+        (
+            {"precision": "fp16", "device": "cpu"},
+            r"precision fp16 \(with a gradient scaler\) runs on CUDA GPUs only, and this run's "
+            "device is cpu",
+        ),
         ({"precision": "bf16", "device": "mps"}, "precision bf16 runs on cpu and cuda"),
         ({"compile": "yes"}, "compile must be true or false; got 'yes'"),
     ],

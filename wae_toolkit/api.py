@@ -160,12 +160,15 @@ def _fit(
     return _finish(result.model, result.run_dir, result.summary)
 
 
-def load(run_dir: str | Path, device: str = "cpu", **plugins: Any) -> WAE:
+def load(run_dir: str | Path, device: str = "cpu", which: str = "last", **plugins: Any) -> WAE:
     """The trained model of a run folder, in eval mode on ``device`` (nothing is unpickled).
 
     Args:
         run_dir: a folder written by ``wae run`` or :func:`fit`.
         device: where the model goes (``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``).
+        which: ``"last"`` (the weights the run ended with: their moving average with ``ema``),
+            ``"best"`` (the best held-out evaluation of the run's ``monitor``,
+            ``best.safetensors``) or ``"raw"`` (with ``ema``, the last step's own weights).
         plugins: the classes (or instances) the run was trained with that are not installed
             plugins, by kind (``prior=MyPrior``, ``network=...``); the run's ``config.json``
             names them ``"module:QualifiedName"``.
@@ -196,7 +199,7 @@ def load(run_dir: str | Path, device: str = "cpu", **plugins: Any) -> WAE:
     classes, objects = _plugin_objects(dict(plugins))
     folder = read_run(run_dir)
     with _using(classes, objects):
-        loaded = load_run(folder, device=device)
+        loaded = load_run(folder, device=device, which=which)
     if folder.summary_problem is not None:
         warnings.warn(
             f"{file_problem(repr(str(folder.path / SUMMARY)), folder.summary_problem)}; "

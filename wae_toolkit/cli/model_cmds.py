@@ -36,6 +36,11 @@ _RUN = typer.Argument(..., help="A run folder (written by 'wae run').")
 _OVERWRITE = typer.Option(False, help="Replace the output file if it exists.")
 _SEED = typer.Option(0, help="Seed of the random draws.")
 _DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or auto.")
+_WEIGHTS = typer.Option(
+    "last",
+    help="Which weights: last (the run's model.safetensors, the average with --ema), best "
+    "(best.safetensors) or raw (the last step's own, with --ema).",
+)
 _DATA = typer.Option(
     None, help="Data to use (a name or a path, as in 'wae run --data'). [default: the run's own]"
 )
@@ -72,10 +77,10 @@ def _write(path: Path, array: Any, loaded: Any, nrow: int = 8) -> None:
     save_image_grid(path, array.reshape(-1, *shape), nrow=nrow, value_range=vr and tuple(vr))
 
 
-def _load(run: str, device: str) -> Any:
+def _load(run: str, device: str, which: str = "last") -> Any:
     from wae_toolkit.runs.restore import load_run
 
-    return load_run(run, device=device)  # checks the device first, as --device
+    return load_run(run, device=device, which=which)  # checks the device first, as --device
 
 
 def _data(loaded: Any, data: str | None, data_opt: list[str] | None, split: str) -> Any:
@@ -148,6 +153,7 @@ def sample_command(
     out_file: str = typer.Option("samples.png", "--out", "-o", help="A .png grid or a .npy."),
     seed: int = _SEED,
     device: str = _DEVICE,
+    weights: str = _WEIGHTS,
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """New samples G(z), z ~ prior, from a trained run."""
@@ -158,7 +164,7 @@ def sample_command(
     if not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be an integer from 0 to 2^63 - 1; got {seed}.")
     path = _check_out(out_file, overwrite, (".png", ".npy"))
-    loaded = _load(run, device)
+    loaded = _load(run, device, weights)
     _check_decoding_fits(loaded, n, path, f"Sampling -n {n:,}", "ask for fewer samples with -n")
     gen = torch.Generator(device=next(loaded.model.parameters()).device).manual_seed(seed)
     _write(path, loaded.model.sample(n, generator=gen), loaded)
@@ -175,13 +181,14 @@ def encode_command(
         False, help="Draw from a Gaussian encoder instead of taking its mean."
     ),
     device: str = _DEVICE,
+    weights: str = _WEIGHTS,
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """The codes of a data split (the run's held-out data by default), as a .npy array (N, D)."""
     import torch
 
     path = _check_out(out_file, overwrite, (".npy",))
-    loaded = _load(run, device)
+    loaded = _load(run, device, weights)
     x = _data(loaded, data, data_opt, split)
     with torch.no_grad():
         z = torch.cat([loaded.model.encode(c, sample=draw) for c in x.split(500)])
@@ -199,6 +206,7 @@ def reconstruct_command(
         "reconstructions.png", "--out", "-o", help="A .png (originals and reconstructions) or .npy."
     ),
     device: str = _DEVICE,
+    weights: str = _WEIGHTS,
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """G(E(x)) for the first N samples of a data split; a .png shows each above its original."""
@@ -207,7 +215,7 @@ def reconstruct_command(
     if n < 1:
         raise UsageError(f"-n must be an integer >= 1; got {n}.")
     path = _check_out(out_file, overwrite, (".png", ".npy"))
-    loaded = _load(run, device)
+    loaded = _load(run, device, weights)
     x = _data(loaded, data, data_opt, split)[:n]
     rec = loaded.model.reconstruct(x)
     if path.suffix.lower() == ".png":
@@ -233,13 +241,14 @@ def interpolate_command(
         "interpolations.png", "--out", "-o", help="A .png (a row per pair) or .npy (P, S, ...)."
     ),
     device: str = _DEVICE,
+    weights: str = _WEIGHTS,
     overwrite: bool = _OVERWRITE,
 ) -> None:
     """Decoded straight lines between the codes of pairs of samples."""
     if pairs < 1 or steps < 2:
         raise UsageError(f"--pairs must be >= 1 and --steps >= 2; got {pairs} and {steps}.")
     path = _check_out(out_file, overwrite, (".png", ".npy"))
-    loaded = _load(run, device)
+    loaded = _load(run, device, weights)
     _check_decoding_fits(
         loaded,
         pairs * steps,

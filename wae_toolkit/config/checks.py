@@ -7,6 +7,7 @@ import math
 from typing import Any, TypeGuard
 
 from wae_toolkit.config.optimizers import OPTIMIZERS
+from wae_toolkit.config.schedules import SCHEDULES, WARMUP_FRACTIONS
 from wae_toolkit.config.trackers import TRACKERS
 from wae_toolkit.devices import DEVICE_NAMES
 from wae_toolkit.errors import did_you_mean
@@ -25,7 +26,9 @@ __all__ = [
 PAPER_BETAS = (0.5, 0.999)
 DEFAULT_LATENT_DIM = 8
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
+#: The held-out metrics ``monitor`` may name (lower is better); the first is the default.
+MONITORS = ("test_objective", "test_cost", "test_penalty", "test_mmd")
 ENCODERS = ("deterministic", "gaussian")
 #: Upper bounds of some settings: beyond them torch fails with an overflow or the model cannot
 #: be allocated, so they are refused up front with a clear message.
@@ -105,6 +108,8 @@ def value_problems(c: Any) -> list[str]:
         p.append(f"precision must be one of {', '.join(PRECISIONS)}; got {_show(c.precision)}.")
     elif c.precision == "bf16" and isinstance(c.device, str) and c.device == "mps":
         p.append("precision bf16 runs on cpu and cuda devices; use fp32 on mps.")
+    elif c.precision == "fp16" and c.device in ("cpu", "mps"):
+        p.append(FP16_ON_CUDA_ONLY.format(device=c.device))
     if c.threads is not None:
         bounded("threads", 1, MAX_THREADS)
     bounded("seed", 0, MAX_SEED)
@@ -114,6 +119,7 @@ def value_problems(c: Any) -> list[str]:
             f"got {_show(c.out)}."
         )
     p += schedule_problems(c)
+    p += loop_feature_problems(c)
     for name in ("data", "network", "cost", "penalty", "prior"):
         v = getattr(c, name)
         if not isinstance(v, str) or not v.strip():
@@ -171,6 +177,51 @@ def missing_tracker_packages(c: Any) -> list[str]:
                 f"pip install 'wae-toolkit[{spec.extra}]'."
             )
     return problems
+
+
+#: fp16 needs a gradient scaler and CUDA's fp16 kernels.
+FP16_ON_CUDA_ONLY = (
+    "precision fp16 (with a gradient scaler) runs on CUDA GPUs only, and this run's device is "
+    "{device}; use --precision bf16 or fp32 there."
+)
+
+
+def loop_feature_problems(c: Any) -> list[str]:
+    """The schedule's name and warm-up, the moving average, the monitored metric, patience."""
+    p: list[str] = []
+    if not _is_one_of(c.schedule, tuple(SCHEDULES)):
+        hint = did_you_mean(c.schedule, SCHEDULES) if isinstance(c.schedule, str) else ""
+        p.append(f"Unknown schedule {_show(c.schedule)}.{hint} Schedules: {', '.join(SCHEDULES)}.")
+    if c.warmup_steps is not None:
+        if not _is_int(c.warmup_steps) or not 0 <= c.warmup_steps <= MAX_SEED:
+            p.append(
+                f"warmup_steps must be an integer from 0 to {MAX_SEED}, or null for the "
+                f"schedule's default; got {_show(c.warmup_steps)}."
+            )
+        elif isinstance(c.schedule, str) and c.schedule not in WARMUP_FRACTIONS:
+            p.append(
+                f"warmup_steps applies to the {' and '.join(WARMUP_FRACTIONS)} schedules; add "
+                "--schedule cosine (or onecycle), or drop --warmup-steps."
+            )
+    if c.lr_schedule is not None and c.schedule != "steps":
+        p.append(
+            "lr_schedule (--lr-schedule) sets the factors of the steps schedule; drop it, or "
+            "use --schedule steps."
+        )
+    if c.ema is not None and (not is_finite_number(c.ema) or not 0 < c.ema < 1):
+        p.append(
+            f"ema must be a decay between 0 and 1 (such as 0.999), or null for none; "
+            f"got {_show(c.ema)}."
+        )
+    if not _is_one_of(c.monitor, MONITORS):
+        hint = did_you_mean(c.monitor, MONITORS) if isinstance(c.monitor, str) else ""
+        p.append(f"Unknown monitor {_show(c.monitor)}.{hint} Metrics: {', '.join(MONITORS)}.")
+    if c.patience is not None and (not _is_int(c.patience) or not 1 <= c.patience <= MAX_SEED):
+        p.append(
+            f"patience must be an integer from 1 to {MAX_SEED} (evaluations), or null to "
+            f"never stop early; got {_show(c.patience)}."
+        )
+    return p
 
 
 def schedule_problems(c: Any) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from wae_toolkit.errors import UsageError
 
-__all__ = ["CliOption", "cli", "cli_option", "default_text", "PARSERS"]
+__all__ = ["CliOption", "cli", "cli_option", "default_text", "PARSERS", "plain_value"]
 
 #: How the text of an option becomes the setting's value:
 #:
@@ -137,3 +137,17 @@ def parse_schedule(text: str) -> list[tuple[int, float]] | None:
                 f"30:0.5,50:0.1), 'paper' or 'none'; got '{part}'."
             ) from None
     return out
+
+
+def plain_value(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds (tuples and lists item by item); anything
+    else as it is."""
+    if isinstance(value, tuple | list) and any(type(v).__module__ == "numpy" for v in value):
+        return type(value)(plain_value(v) for v in value)
+    item = getattr(value, "item", None)
+    if type(value).__module__ == "numpy" and callable(item) and getattr(value, "ndim", 1) == 0:
+        try:
+            return item()
+        except (TypeError, ValueError):
+            return value
+    return value

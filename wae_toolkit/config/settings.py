@@ -15,7 +15,7 @@ from wae_toolkit.config.checks import (
     missing_tracker_packages,
     value_problems,
 )
-from wae_toolkit.config.fields import cli, parse_schedule
+from wae_toolkit.config.fields import cli, parse_schedule, plain_value
 from wae_toolkit.config.optimizers import OPTIMIZERS
 from wae_toolkit.config.trackers import DEFAULT_EXPERIMENT  # the table of trackers
 from wae_toolkit.errors import UsageError
@@ -63,22 +63,22 @@ class RunConfig:
         lam: lambda, the weight of the latent penalty.
         epochs: length of training, in passes over the training split.
         batch_size: batch size B (the global batch under several processes).
-        lr: Adam's learning rate (the paper: 1e-3).
-        beta1: Adam's beta1 (the paper: 0.5).
-        beta2: Adam's beta2 (0.999).
-        optimizer: the model's optimizer of ``torch.optim`` by name (``adam``, the default,
-            ``adamw``, ``sgd``...; see docs/training.md); it gets ``lr`` and the betas.
-        optimizer_opts: the optimizer's other arguments (``momentum``, ``weight_decay``...).
+        lr, beta1, beta2: the optimizer's learning rate and betas (the paper: 1e-3, 0.5, 0.999).
+        optimizer, optimizer_opts: an optimizer of ``torch.optim`` by name (``adam``, the
+            default, ``adamw``, ``sgd``...; docs/training.md) and its other arguments.
         lr_schedule: ``[(epoch, factor), ...]``: from that epoch on the learning rate is
             ``lr * factor``; ``[]`` keeps it constant; ``None`` (the default) follows the paper's
             MNIST schedule in proportion to ``epochs``: ``lr / 2`` from 30% of the epochs and
             ``lr / 10`` from 50% (for 100 epochs exactly the paper's ``[(30, 0.5), (50, 0.1)]``).
+        schedule: ``steps`` (the factors of ``lr_schedule``), ``cosine`` (linear warm-up over
+            ``warmup_steps``, then ``lr * (1 + cos(pi t)) / 2`` down to 0) or ``onecycle``
+            (:class:`torch.optim.lr_scheduler.OneCycleLR` with ``lr`` as its peak); per step.
+        warmup_steps: the warm-up of ``cosine`` and ``onecycle``; ``None``: 5% of the steps
+            (cosine), 30% (onecycle).
         seed: seed of every random generator; the same seed gives the same run on CPU.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
-        threads: CPU threads for training; ``None`` picks one thread for small models on CPU
-            (under ``SMALL_MODEL`` parameters, where intra-op parallelism costs more than it
-            saves and a busy second core slows it down many times) and torch's default
-            otherwise. The previous setting is restored when training ends.
+        threads: CPU threads for training; ``None``: one for models under ``SMALL_MODEL``
+            parameters on CPU, torch's default otherwise (restored when training ends).
         out: run folder; ``None`` picks a new folder under ``runs/``.
         overwrite: replace a run already in ``out`` instead of refusing.
         log_every: write step losses to ``metrics.jsonl`` every this many steps.
@@ -97,12 +97,17 @@ class RunConfig:
             update is dropped, on the device) before training stops; 0 stops at the first.
         clip_grad: clip the gradients' global norm to this value before each step (``None``:
             no clipping); the logs then hold ``grad_norm`` and ``clipped``.
+        ema: decay of a moving average of the weights, updated after every step; when set, the
+            average is evaluated, drawn and saved as ``model.safetensors`` (raw weights beside).
+        monitor: the held-out metric (lower is better) that picks ``best.safetensors`` and
+            drives ``patience``; ``test_objective`` is ``test_cost + lam * test_penalty``.
+        patience: stop after this many evaluations without a new best ``monitor``.
         compile: compile the training step (encoder, decoder, cost and penalty) with
             ``torch.compile``; the first steps take 10-60 s longer, later ones are faster
             (docs/performance.md says by how much).
-        precision: ``fp32`` or ``bf16``: with ``bf16`` the encoder and decoder run under bf16
-            autocast (CUDA, and CPUs with bf16 instructions) while the cost, the penalty and the
-            weights stay in float32.
+        precision: ``fp32``, ``bf16`` or ``fp16``: the encoder and decoder run under autocast
+            (bf16: CUDA and CPUs with bf16 instructions; fp16: CUDA only, with a gradient scaler)
+            while the cost, the penalty and the weights stay in float32.
         track: experiment trackers to log the run to: ``"mlflow"``, ``"tensorboard"``,
             ``"wandb"`` (each needs its optional package; see docs/tracking.md). Empty: none.
         tracking_uri: the MLflow tracking URI (``sqlite:///path.db`` or a path ending in
@@ -178,6 +183,20 @@ class RunConfig:
             parse="schedule",
         ),
     )
+    schedule: str = field(
+        default="steps",
+        metadata=cli(
+            "Learning-rate schedule: steps (the factors of --lr-schedule), cosine (linear "
+            "warm-up, then cosine decay to 0) or onecycle (torch's OneCycleLR, peak --lr)."
+        ),
+    )
+    warmup_steps: int | None = field(
+        default=None,
+        metadata=cli(
+            "Steps of linear warm-up of the cosine and onecycle schedules.",
+            default_help="5% of the steps for cosine, 30% for onecycle",
+        ),
+    )
     seed: int = field(default=0, metadata=cli("Random seed; same seed, same run on CPU."))
     device: str = field(default="auto", metadata=cli("auto, cpu, cuda, cuda:N or mps."))
     threads: int | None = field(
@@ -222,13 +241,39 @@ class RunConfig:
             default_help="no clipping",
         ),
     )
+    ema: float | None = field(
+        default=None,
+        metadata=cli(
+            "Keep a moving average of the weights with this decay (e.g. 0.999); it is what is "
+            "evaluated, drawn and exported.",
+            default_help="none",
+        ),
+    )
+    monitor: str = field(
+        default="test_objective",
+        metadata=cli(
+            "Held-out metric that picks best.safetensors and early stopping: test_objective "
+            "(cost + lambda * penalty), test_cost, test_penalty or test_mmd.",
+            metavar="METRIC",
+        ),
+    )
+    patience: int | None = field(
+        default=None,
+        metadata=cli(
+            "Stop after N evaluations without improvement of --monitor.",
+            default_help="never stop early",
+        ),
+    )
     compile: bool = field(
         default=False,
         metadata=cli("Compile the training step with torch.compile (slower start, faster steps)."),
     )
     precision: str = field(
         default="fp32",
-        metadata=cli("fp32, or bf16 autocast for the networks (cost and penalty stay float32)."),
+        metadata=cli(
+            "fp32, bf16 autocast, or fp16 autocast with a gradient scaler (CUDA only); cost and "
+            "penalty stay float32."
+        ),
     )
     track: list[str] = field(
         default_factory=list,
@@ -263,11 +308,11 @@ class RunConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, dict):
-                setattr(self, f.name, {k: _plain(v) for k, v in value.items()})
+                setattr(self, f.name, {k: plain_value(v) for k, v in value.items()})
             elif isinstance(value, list | tuple) and f.name in ("lr_schedule", "track"):
-                setattr(self, f.name, [_plain(v) for v in value])
+                setattr(self, f.name, [plain_value(v) for v in value])
             else:
-                setattr(self, f.name, _plain(value))
+                setattr(self, f.name, plain_value(value))
 
     def problems(self) -> list[str]:
         """Every problem with the values, one sentence each (empty when the config is valid):
@@ -281,24 +326,13 @@ class RunConfig:
         return missing_tracker_packages(self)
 
     def validate(self, *, plugins: bool = True, build: bool = True) -> None:
-        """Raise :class:`~wae_toolkit.errors.UsageError` listing every problem, if any.
-
-        Besides :meth:`problems`, the packages of the trackers in ``track`` must be installed.
-
-        Args:
-            plugins: also check what needs the plugin classes (see
-                :func:`wae_toolkit.config.plugin_checks.plugin_problems`): that the plugins
-                exist, that their options exist and have allowed values, that the penalty gets
-                the encoder it needs and that the prior has the latent dimension. Nothing is
-                trained and no data are read, so every message comes before any work starts.
-            build: with ``plugins``, also create each plugin once (then drop it) to check the
-                values its constructor accepts, the prior's samples and that the penalty accepts
-                the prior. A run passes ``build=False``: it builds its plugins once, in
-                :func:`~wae_toolkit.assembly.components.build_components`, which tells the same
-                problems.
-
-        Raises:
-            UsageError: one line per problem, each a sentence saying what is allowed.
+        """Raise :class:`~wae_toolkit.errors.UsageError` listing every problem (one line each),
+        if any: :meth:`problems`, trackers whose package is missing, and with ``plugins`` what
+        needs the plugin classes (:func:`~wae_toolkit.config.plugin_checks.plugin_problems`:
+        names, options and their values, the encoder a penalty needs, the prior's dimension), all
+        before any data are read. ``build`` also creates each plugin once to check what its
+        constructor accepts; a run passes ``build=False``, as it builds its plugins once anyway
+        (:func:`~wae_toolkit.assembly.components.build_components`), with the same messages.
         """
         problems = self.problems() + self.missing_tracker_packages()
         cause: BaseException | None = None
@@ -367,17 +401,3 @@ class RunConfig:
         if "lr_schedule" in d and isinstance(d["lr_schedule"], list):
             d["lr_schedule"] = [tuple(x) if isinstance(x, list) else x for x in d["lr_schedule"]]
         return cls(**d)
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy scalar as the Python number it holds (tuples and lists item by item); anything
-    else as it is."""
-    if isinstance(value, tuple | list) and any(type(v).__module__ == "numpy" for v in value):
-        return type(value)(_plain(v) for v in value)
-    item = getattr(value, "item", None)
-    if type(value).__module__ == "numpy" and callable(item) and getattr(value, "ndim", 1) == 0:
-        try:
-            return item()
-        except (TypeError, ValueError):
-            return value
-    return value

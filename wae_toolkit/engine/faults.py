@@ -58,10 +58,15 @@ class BadSteps:
         self._drops = bool(optimizer.defaults.get("fused"))
         self._flags: list[tuple[int, torch.Tensor]] = []
 
-    def before_step(self, step: int) -> None:
-        """Flag step ``step`` (1-based) if any gradient is not finite; call before ``step()``."""
-        grads = [p.grad for p in self._params if p.grad is not None]
+    def before_step(self, step: int, check_gradients: bool = True) -> None:
+        """Flag step ``step`` (1-based) if any gradient is not finite; call before ``step()``.
+        With ``check_gradients=False`` (a gradient scaler owns them) only the step's losses are
+        checked, by :meth:`check`."""
+        grads = [p.grad for p in self._params if p.grad is not None] if check_gradients else []
         found = torch.zeros((), device=self._one.device)
+        if not check_gradients:
+            self._flags.append((step, found))
+            return
         if grads:
             by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
             for g in grads:

@@ -4,7 +4,10 @@
 biased V-statistic so it is never negative) between the codes of held-out data and as many prior
 samples. ``prior_mmd`` is the same statistic between two independent prior batches of that size:
 the floor a perfect encoder would reach at this sample size. A WAE whose ``test_mmd`` is close to
-``prior_mmd`` has matched its codes to the prior.
+``prior_mmd`` has matched its codes to the prior. Given the run's penalty, the evaluation adds
+``test_penalty`` (that penalty between the same held-out codes and prior samples) and
+``test_objective`` (``test_cost + lambda * test_penalty``, the training objective on held-out
+data), which pick the best weights and drive early stopping.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from torch import Tensor
 from wae_toolkit.assembly.model import WAE
 from wae_toolkit.numerics.fused_mmd import fused_mmd2
 from wae_toolkit.numerics.kernels import PAPER_IMQ_SCALES
-from wae_toolkit.plugins.interfaces import Cost, Prior
+from wae_toolkit.plugins.interfaces import Cost, LatentPenalty, Prior
 
-__all__ = ["evaluate", "latent_mmd", "prior_mmd_floor", "PAPER_SCALES"]
+__all__ = ["evaluate", "held_out_penalty", "latent_mmd", "prior_mmd_floor", "PAPER_SCALES"]
 
 PAPER_SCALES = PAPER_IMQ_SCALES
 #: At most this many held-out codes enter the MMD (its cost is quadratic).
@@ -55,20 +58,26 @@ def evaluate(
     test: Tensor,
     generator: torch.Generator,
     batch_size: int = 500,
+    penalty: LatentPenalty | None = None,
+    lam: float = 0.0,
 ) -> dict[str, float]:
     """Evaluate ``model`` on held-out data ``test`` (already on the model's device).
 
     Returns:
-        ``test_cost`` (mean per-sample cost of reconstructions) and ``test_mmd``.
+        ``test_cost`` (mean per-sample cost of reconstructions) and ``test_mmd``; with
+        ``penalty``, also ``test_penalty`` and ``test_objective`` (``test_cost + lam *
+        test_penalty``).
     """
     was_training = model.training
     model.eval()
-    total, codes = 0.0, []
+    total, codes, means, log_vars = 0.0, [], [], []
     for i in range(0, len(test), batch_size):
         x = test[i : i + batch_size]
         mean, log_var = model.encode_stats(x)
         total += float(cost(x, model.decode(mean)).sum())
+        means.append(mean)
         if log_var is not None:
+            log_vars.append(log_var)
             noise = torch.randn(
                 mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
             )
@@ -77,4 +86,25 @@ def evaluate(
     z_q = torch.cat(codes)[:MAX_MMD_SAMPLES]
     z_p = model.prior.sample(len(z_q), generator=generator)
     model.train(was_training)
-    return {"test_cost": total / len(test), "test_mmd": latent_mmd(z_q, z_p, model.prior)}
+    res = {"test_cost": total / len(test), "test_mmd": latent_mmd(z_q, z_p, model.prior)}
+    if penalty is not None:
+        log_var_q = torch.cat(log_vars)[: len(z_q)] if log_vars else None
+        res["test_penalty"] = held_out_penalty(
+            penalty, z_q, z_p, torch.cat(means)[: len(z_q)], log_var_q
+        )
+        res["test_objective"] = res["test_cost"] + lam * res["test_penalty"]
+    return res
+
+
+def held_out_penalty(
+    penalty: LatentPenalty, z_q: Tensor, z_p: Tensor, mean: Tensor, log_var: Tensor | None
+) -> float:
+    """The run's penalty between held-out codes and prior samples, leaving the random state of
+    training as it was (some penalties draw, e.g. the sliced distance's directions)."""
+    devices = [z_q.device] if z_q.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        if penalty.needs_encoder_stats:
+            value = penalty(z_q, z_p, mean=mean, log_var=log_var)
+        else:
+            value = penalty(z_q, z_p)
+    return float(value)

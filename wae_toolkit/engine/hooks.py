@@ -27,7 +27,7 @@ from wae_toolkit.engine.checkpoint import checkpoint_path, save_checkpoint
 from wae_toolkit.engine.faults import BadSteps
 from wae_toolkit.engine.heldout import evaluate
 from wae_toolkit.engine.state import LoopState
-from wae_toolkit.plugins.interfaces import Cost
+from wae_toolkit.plugins.interfaces import Cost, LatentPenalty
 from wae_toolkit.runs.folder import MetricsWriter
 
 __all__ = ["MetricsFile", "HeldOutEvaluation", "Checkpoints"]
@@ -62,8 +62,9 @@ class MetricsFile(Callback):
 
 
 class HeldOutEvaluation(Callback):
-    """Held-out reconstruction cost and latent MMD (with the prior's floor), when training
-    starts (unless the run resumed after it) and every ``every`` epochs and after the last."""
+    """Held-out reconstruction cost and latent MMD (with the prior's floor), and with
+    ``penalty`` the held-out penalty and objective, when training starts (unless the run resumed
+    after it) and every ``every`` epochs and after the last."""
 
     main_process_only = True
 
@@ -77,14 +78,19 @@ class HeldOutEvaluation(Callback):
         state: LoopState,
         every: int,
         epochs: int,
+        penalty: LatentPenalty | None = None,
+        lam: float = 0.0,
     ) -> None:
         self.model, self.cost, self.test_x, self.generator = model, cost, test_x, generator
+        self.penalty, self.lam = penalty, lam
         self.floor, self.state, self.every, self.epochs = floor, state, every, epochs
         #: Where the results are announced; the loop points it at every callback's on_evaluate.
         self.announce: Callable[[int, int, dict[str, float]], None] = self.on_evaluate
 
     def run(self, epoch: int, step: int) -> dict[str, float]:
-        res = evaluate(self.model, self.cost, self.test_x, self.generator)
+        res = evaluate(
+            self.model, self.cost, self.test_x, self.generator, penalty=self.penalty, lam=self.lam
+        )
         self.state.last_eval = res | {"prior_mmd": self.floor}
         self.announce(epoch, step, self.state.last_eval)
         return self.state.last_eval

@@ -21,6 +21,7 @@ import torch
 
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.devices import resolve_device
+from wae_toolkit.engine.best import BestWeights, weight_tensors
 from wae_toolkit.engine.callbacks import Callback, CallbackList, RunResult
 from wae_toolkit.engine.distributed import (
     DistContext,
@@ -37,7 +38,6 @@ from wae_toolkit.engine.distributed import (
 from wae_toolkit.engine.faults import TrainingInterrupted
 from wae_toolkit.engine.hooks import Checkpoints, HeldOutEvaluation, MetricsFile
 from wae_toolkit.engine.resume import resume_hint
-from wae_toolkit.engine.schedules import DEFAULT_SCHEDULE, make_schedule
 from wae_toolkit.engine.setup import Session, prepare
 from wae_toolkit.engine.step import mean_logs
 from wae_toolkit.runs.folder import (
@@ -51,6 +51,7 @@ from wae_toolkit.runs.folder import (
     save_weights,
     write_json,
 )
+from wae_toolkit.runs.names import BEST_WEIGHTS, RAW_WEIGHTS
 from wae_toolkit.runs.outputs import write_figures
 from wae_toolkit.runs.safe_io import RunLock, RunWriteError
 from wae_toolkit.signals import StopSignals
@@ -74,10 +75,15 @@ class Loop:
             writer = MetricsWriter(s.out / METRICS, keep_lines=keep)
             self.metrics = MetricsFile(writer, s.state)
             evaluation = HeldOutEvaluation(
-                s.comps.model, s.comps.cost, s.test_x, s.eval_gen, s.floor, s.state,
-                s.config.eval_every, s.config.epochs,
+                s.eval_model, s.comps.cost, s.test_x, s.eval_gen, s.floor, s.state,
+                s.config.eval_every, s.config.epochs, penalty=s.comps.penalty, lam=s.config.lam,
             )  # fmt: skip
-            builtin = [self.metrics, evaluation]
+            best = BestWeights(
+                s.out, s.eval_model, s.comps.penalty, s.state, s.config.monitor, s.config.patience
+            )
+            builtin = [self.metrics, evaluation, best]
+        if s.average is not None:  # before the checkpoints, which save the average
+            builtin.append(s.average)
         self.checkpoints = Checkpoints(
             s.out, s.objects, s.state, s.bad_steps, s.config.checkpoint_every,
             s.config.keep_checkpoints, s.run_info, writes=main,
@@ -86,7 +92,7 @@ class Loop:
         if main:
             evaluation.announce = self.callbacks.on_evaluate
         self.stopped: str | None = None
-        self.schedule = make_schedule(DEFAULT_SCHEDULE, s.opt, s.config, s.steps_per_epoch)
+        self.schedule = s.schedule
 
     def run(self) -> RunResult:
         s = self.s
@@ -186,6 +192,8 @@ class Loop:
             if at_log:
                 s.bad_steps.check(state.log_acc)
                 means = mean_logs(state.log_acc, s.ctx)
+                if self.schedule.per_step:  # the rate of the step just taken
+                    means["lr"] = self.schedule.used  # type: ignore[attr-defined]
                 state.log_acc = {}
                 self.callbacks.on_log(state.step, epoch, means)
             self.callbacks.on_step_end(state.step, epoch)
@@ -233,6 +241,24 @@ class Loop:
             self.signals.received or signal.SIGTERM,
         )
 
+    def _final_weights(self) -> list[Path]:
+        """Write the weights files (rank 0) and return them: ``model.safetensors``, and with
+        ``ema`` the raw weights beside it, the model then taking the average's weights (it is
+        what the run evaluated and drew); ``best.safetensors`` when it was written."""
+        s = self.s
+        model, penalty = s.comps.model, s.comps.penalty
+        kept = [s.out / WEIGHTS]
+        if s.average is not None:
+            if s.ctx.is_main:
+                save_weights(s.out / RAW_WEIGHTS, weight_tensors(model, penalty))
+            model.load_state_dict(s.average.module.state_dict())
+            kept.append(s.out / RAW_WEIGHTS)
+        if s.ctx.is_main:
+            save_weights(s.out / WEIGHTS, weight_tensors(model, penalty))
+        if self.state.best:
+            kept.append(s.out / BEST_WEIGHTS)
+        return kept
+
     def _finish(self, divergence: float | None) -> RunResult:
         """The weights, figures and summary (rank 0), then ``on_end``."""
         s, state = self.s, self.state
@@ -242,10 +268,8 @@ class Loop:
         s.comps.penalty.eval()
         files: list[Path] = []
         summary: dict[str, Any] = {}
+        kept = self._final_weights()
         if s.ctx.is_main:
-            tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-            tensors |= {f"penalty.{k}": v for k, v in s.comps.penalty.state_dict().items()}
-            save_weights(s.out / WEIGHTS, tensors)
             records = read_metrics(s.out)
             files = write_figures(s.out, model, s.data, s.test_x, records, s.config.seed)
             summary = {
@@ -260,13 +284,12 @@ class Loop:
                 "processes": s.ctx.world_size,
                 **({"replica_divergence": divergence} if divergence is not None else {}),
                 **state.last_eval,
-                "files": [
-                    p.name for p in [s.out / CONFIG, s.out / METRICS, s.out / WEIGHTS, *files]
-                ],
+                **({"best": state.best} if state.best else {}),
+                "files": [p.name for p in [s.out / CONFIG, s.out / METRICS, *kept, *files]],
             }
             write_json(s.out / SUMMARY, summary)
         barrier()
-        written = [s.out / WEIGHTS, *files] if s.ctx.is_main else []
+        written = [*kept, *files] if s.ctx.is_main else []
         result = RunResult(s.out, summary, s.comps, s.data, written, s.replaced)
         self.callbacks.on_end(result)
         return result

@@ -19,15 +19,19 @@ import torch
 from wae_toolkit._version import __version__
 from wae_toolkit.assembly.components import Components, build_components
 from wae_toolkit.assembly.optimizer import make_optimizer
+from wae_toolkit.config.checks import FP16_ON_CUDA_ONLY
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.data import Dataset, load_dataset
 from wae_toolkit.devices import resolve_device
+from wae_toolkit.engine.averaging import WeightAverage
 from wae_toolkit.engine.checkpoint import check_writable, estimate_checkpoint_bytes, load_checkpoint
 from wae_toolkit.engine.distributed import DistContext, ddp_model, sync_module
 from wae_toolkit.engine.faults import BadSteps
 from wae_toolkit.engine.heldout import MAX_MMD_SAMPLES, prior_mmd_floor
 from wae_toolkit.engine.pretrain import EncoderPretraining
 from wae_toolkit.engine.resume import check_resume_fits, resume_point, settings_record
+from wae_toolkit.engine.schedules import make_schedule
+from wae_toolkit.engine.schedules.schedule import Schedule
 from wae_toolkit.engine.state import LoopState, check_extra
 from wae_toolkit.engine.step import StepFunctions, TrainStep
 from wae_toolkit.errors import UsageError
@@ -61,15 +65,22 @@ class Session:
     opt: torch.optim.Optimizer
     bad_steps: BadSteps
     step: TrainStep
+    schedule: Schedule
     objects: dict[str, Any]  #: modules, optimizers and generators a checkpoint saves
     state: LoopState = field(default_factory=LoopState)
     pretraining: EncoderPretraining | None = None
+    average: WeightAverage | None = None  #: the moving average of the weights (``ema``)
     resumed_from: Path | None = None
     replaced: list[str] = field(default_factory=list)
 
     @property
     def device(self) -> torch.device:
         return self.train_x.device
+
+    @property
+    def eval_model(self) -> Any:
+        """The model that is evaluated, drawn and saved: the moving average when ``ema`` is on."""
+        return self.comps.model if self.average is None else self.average.module
 
     @property
     def total_steps(self) -> int:
@@ -197,6 +208,8 @@ def prepare(
     """Check, load and build everything before the first step (see the module's docstring);
     ``space["needed"]`` is set to the bytes the run folder needs once they are known."""
     device = ctx.device if ctx.is_distributed else resolve_device(config.device)
+    if config.precision == "fp16" and device.type != "cuda":  # --device auto found no GPU
+        raise UsageError(FP16_ON_CUDA_ONLY.format(device=device.type))
     resume_from, resume_doc = resume_point(out) if resume else (None, {})
     if not resume:
         check_run_dir(out, config.overwrite)
@@ -213,14 +226,24 @@ def prepare(
     floor = prior_mmd_floor(comps.model.prior, min(len(test_x), MAX_MMD_SAMPLES), eval_gen)
     opt, bad_steps, step, objects = _optimizer(config, comps, ctx)
     objects["generators"] = {"eval": eval_gen}
+    steps_per_epoch = max(1, len(train_x) // batch)
+    schedule = make_schedule(config.schedule, opt, config, steps_per_epoch)  # before a restore
+    stateful = {"lr": schedule} if schedule.stateful else {}
+    if step.scaler is not None:
+        stateful["grad_scaler"] = step.scaler
+    if stateful:  # absent otherwise: checkpoints of default runs stay as they were
+        objects["schedulers"] = stateful
+    average = None if config.ema is None else WeightAverage(comps.model, config.ema)
+    if average is not None:
+        objects["modules"]["ema"] = average.averaged
     session = Session(
         config, ctx, out, data, comps, train_x, test_x,
         batch=batch,
-        steps_per_epoch=max(1, len(train_x) // batch),
+        steps_per_epoch=steps_per_epoch,
         record=record,
         run_info={"processes": ctx.world_size, "settings": settings, "data": data_info},
         eval_gen=eval_gen, floor=floor, opt=opt, bad_steps=bad_steps, step=step,
-        objects=objects,
+        schedule=schedule, objects=objects, average=average,
         resumed_from=resume_from,
     )  # fmt: skip
     phase = resume_doc.get("extra", {}).get("phase") if resume else None

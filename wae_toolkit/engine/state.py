@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from wae_toolkit.config.checks import is_number
 from wae_toolkit.errors import UsageError
 
 __all__ = ["LoopState", "Losses"]
@@ -46,6 +47,9 @@ class LoopState:
     seconds: float = 0.0  #: time trained by earlier processes of this run
     bad_steps: int = 0
     pretrain: dict[str, Any] | None = None
+    #: The best evaluation of ``monitor`` so far: metric, value, epoch, step, and ``since``
+    #: (evaluations without a new best); empty before the first.
+    best: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter, repr=False)
 
     def record(self, logs: dict[str, Tensor]) -> None:
@@ -78,6 +82,7 @@ class LoopState:
             "metrics_lines": self.metrics_lines,
             "seconds": self.elapsed(),
             "bad_steps": self.bad_steps,
+            **({"best": self.best} if self.best else {}),
             **run,
         }
 
@@ -104,6 +109,7 @@ class LoopState:
             epoch_acc=unstack(extra["epoch_acc"]),
             last_eval=dict(extra["last_eval"]),
             bad_steps=int(extra.get("bad_steps", 0)),
+            best=dict(extra.get("best", {})),
             metrics_lines=lines,
             seconds=seconds,
         )
@@ -135,6 +141,11 @@ def _train_problems(
     for key in ("log_acc", "epoch_acc", "last_eval"):
         if not isinstance(state.get(key), dict):
             problems.append(f"its '{key}' is missing")
+    best = state.get("best", {})
+    if not isinstance(best, dict) or (
+        best and not (is_number(best.get("value")) and _count(best.get("since")))
+    ):
+        problems.append("its best evaluation is damaged")
     if isinstance(state.get("last_eval"), dict) and not all(
         isinstance(v, int | float) for v in state["last_eval"].values()
     ):

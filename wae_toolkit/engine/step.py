@@ -27,6 +27,9 @@ from wae_toolkit.engine.faults import BadSteps
 
 __all__ = ["StepFunctions", "TrainStep", "mean_logs"]
 
+#: The autocast type of each reduced precision.
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 def mean_logs(acc: dict[str, list[torch.Tensor]], ctx: DistContext) -> dict[str, float]:
     """Average the logged scalars (over the ranks too) with one device-to-host transfer."""
@@ -40,15 +43,15 @@ def mean_logs(acc: dict[str, list[torch.Tensor]], ctx: DistContext) -> dict[str,
 
 
 class StepFunctions:
-    """The two halves of a training step, compiled and/or under bf16 autocast as configured.
+    """The two halves of a training step, compiled and/or under autocast as configured.
 
     ``encode(x_in) -> (mean, log_var, z_q)`` runs the encoder (adversarial penalties update their
     critic on ``z_q`` between the halves); ``objective(x, z_q, log_var, pen)`` returns the loss
     terms ``loss``, ``cost``, ``penalty`` (and ``logvar_l1``), where ``pen`` holds the penalty's
     inputs ``(z_q, z_p, mean, log_var)``: this process's own, or in multi-process training those
-    gathered from every rank. Under ``precision="bf16"``
-    only the networks run in bf16: codes and reconstructions are cast to float32 before the cost
-    and the penalty, so both are computed in float32.
+    gathered from every rank. Under ``precision="bf16"`` (or ``"fp16"``) only the networks run
+    in that type: codes and reconstructions are cast to float32 before the cost and the penalty,
+    so both are computed in float32.
     """
 
     def __init__(
@@ -61,9 +64,10 @@ class StepFunctions:
         self.model = comps.model if model is None else model  # a DDP view in multi-process runs
         self.cost, self.penalty = comps.cost, comps.penalty
         self.lam, self.logvar_l1 = config.lam, config.logvar_l1
+        dtype = _AUTOCAST.get(config.precision)
         self.autocast = (
-            (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-            if config.precision == "bf16"
+            (lambda: torch.autocast(device.type, dtype=dtype))
+            if dtype is not None
             else contextlib.nullcontext
         )
         self.encode = torch.compile(self._encode) if config.compile else self._encode
@@ -103,7 +107,11 @@ class TrainStep:
     """One optimisation step on a batch: ``step(x, number) -> {name: 0-d tensor}`` with the loss
     terms (and the critic's, for adversarial penalties), detached, on the device. With
     ``clip_grad`` the gradients' global norm is clipped before the optimizer steps, and
-    ``grad_norm`` (before clipping) and ``clipped`` (1 when it clipped) are logged too."""
+    ``grad_norm`` (before clipping) and ``clipped`` (1 when it clipped) are logged too.
+
+    Under ``precision="fp16"`` the loss is scaled by a :class:`torch.amp.GradScaler` (gradients
+    are unscaled before clipping); a step whose scaled gradients overflow is skipped by the scaler,
+    which lowers the scale, and is not counted as a bad step (``grad_scale`` is logged)."""
 
     def __init__(
         self,
@@ -119,6 +127,9 @@ class TrainStep:
         self.input_noise, self.clip = config.input_noise, config.clip_grad
         self.prior_params = [p for p in comps.model.prior.parameters() if p.requires_grad]
         self.params = [p for group in opt.param_groups for p in group["params"]]
+        device = self.params[0].device if self.params else torch.device("cpu")
+        #: The fp16 gradient scaler (saved with checkpoints), else None.
+        self.scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
 
     def _penalty_inputs(self, *codes: torch.Tensor | None) -> tuple[Any, ...]:
         """This process's codes, or in multi-process training those of every rank (the penalty
@@ -137,14 +148,23 @@ class TrainStep:
             logs.update(self.penalty.critic_step(pen_inputs[0].detach(), pen_inputs[1].detach()))
         terms = self.fns.objective(x, z_q, log_var, pen_inputs)
         self.opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        scaler = self.scaler
+        (terms["loss"] if scaler is None else scaler.scale(terms["loss"])).backward()
         if self.ctx.is_distributed and self.prior_params:
             _average_gradients(self.prior_params)  # the prior is outside the DDP wrappers
         if self.clip is not None:  # on the device: no synchronisation
+            if scaler is not None:
+                scaler.unscale_(self.opt)
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip, foreach=True)
             logs["grad_norm"] = norm.detach()
             logs["clipped"] = (norm > self.clip).float()
-        self.bad_steps.before_step(number)
-        self.opt.step()
+        if scaler is None:
+            self.bad_steps.before_step(number)
+            self.opt.step()
+        else:  # overflowing fp16 gradients are the scaler's to skip; the losses are still checked
+            self.bad_steps.before_step(number, check_gradients=False)
+            scaler.step(self.opt)
+            scaler.update()
+            logs["grad_scale"] = scaler._scale.detach().clone()  # type: ignore[union-attr]
         logs.update({k: v.detach() for k, v in terms.items()})
         return logs

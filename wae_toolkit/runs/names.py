@@ -10,6 +10,9 @@ __all__ = [
     "CONFIG",
     "METRICS",
     "WEIGHTS",
+    "RAW_WEIGHTS",
+    "BEST_WEIGHTS",
+    "WEIGHT_FILES",
     "SUMMARY",
     "EVAL_FILE",
     "REPORT_FILE",
@@ -29,6 +32,12 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 #: The weights (model, prior, penalty critic), never a pickle.
 WEIGHTS = "model.safetensors"
+#: With ``ema``: the raw weights of the last step (``model.safetensors`` holds their average).
+RAW_WEIGHTS = "raw.safetensors"
+#: The weights of the best held-out evaluation of ``monitor``.
+BEST_WEIGHTS = "best.safetensors"
+#: ``load(run, which=...)``: which weights file each choice reads.
+WEIGHT_FILES = {"last": WEIGHTS, "best": BEST_WEIGHTS, "raw": RAW_WEIGHTS}
 #: Final metrics and the list of files; a run that did not finish has none.
 SUMMARY = "summary.json"
 #: ``wae eval`` writes the run's offline metrics here.

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wae_toolkit.errors import UsageError
+from wae_toolkit.errors import UsageError, short_repr
 from wae_toolkit.runs.files import UnreadableFile, check_plain_file
-from wae_toolkit.runs.names import WEIGHTS
+from wae_toolkit.runs.names import WEIGHT_FILES, WEIGHTS
 from wae_toolkit.runs.read import RunFolder, read_run
 
 __all__ = ["LoadedRun", "load_run"]
@@ -85,7 +85,23 @@ def _check_finite(weights_path: Path, tensors: dict[str, Any]) -> None:
         )
 
 
-def load_run(run_dir: str | Path | RunFolder, device: str = "cpu") -> LoadedRun:
+def _no_weights(path: Path, which: str) -> str:
+    if which == "last":
+        return f"The run folder '{path}' has no {WEIGHTS}; the run did not finish."
+    if which == "raw":
+        return (
+            f"The run folder '{path}' has no {WEIGHT_FILES['raw']}: it was trained without "
+            f"--ema, so its {WEIGHTS} holds the raw weights; load it with which='last'."
+        )
+    return (
+        f"The run folder '{path}' has no {WEIGHT_FILES['best']}: it was written by a version "
+        "without best weights, or it stopped before its first held-out evaluation."
+    )
+
+
+def load_run(
+    run_dir: str | Path | RunFolder, device: str = "cpu", which: str = "last"
+) -> LoadedRun:
     """Load a run folder written by :func:`wae_toolkit.train`.
 
     Plugins are resolved by name through the registry (so they must be installed); weights are
@@ -94,6 +110,9 @@ def load_run(run_dir: str | Path | RunFolder, device: str = "cpu") -> LoadedRun:
     Args:
         run_dir: the run folder (or the :class:`~wae_toolkit.runs.read.RunFolder` reading it).
         device: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``, checked as ``--device`` is.
+        which: ``last`` (``model.safetensors``: the weights the run ended with, their moving
+            average when it had ``ema``), ``best`` (``best.safetensors``, the best held-out
+            evaluation of its ``monitor``) or ``raw`` (with ``ema``, the last step's own weights).
 
     Raises:
         UsageError: one sentence: a device that is not available, not a run folder, a damaged
@@ -106,6 +125,11 @@ def load_run(run_dir: str | Path | RunFolder, device: str = "cpu") -> LoadedRun:
     from wae_toolkit.config.settings import RunConfig
     from wae_toolkit.devices import resolve_device
 
+    if which not in WEIGHT_FILES:
+        raise UsageError(
+            f"which must be one of {', '.join(WEIGHT_FILES)} (the weights to load); "
+            f"got {short_repr(which)}."
+        )
     dev = resolve_device(str(device))
     folder = run_dir if isinstance(run_dir, RunFolder) else read_run(run_dir)
     path, record = folder.path, folder.record
@@ -115,13 +139,11 @@ def load_run(run_dir: str | Path | RunFolder, device: str = "cpu") -> LoadedRun:
     value_range = None if vr is None else (float(vr[0]), float(vr[1]))
     _check_plugins(path, record.get("plugins", {}))
     comps = build_components(config, shape, value_range)
-    weights_path = folder.weights
+    weights_path = path / WEIGHT_FILES[which]
     try:
         check_plain_file(weights_path, limit=None)
     except FileNotFoundError:
-        raise UsageError(
-            f"The run folder '{path}' has no {WEIGHTS}; the run did not finish."
-        ) from None
+        raise UsageError(_no_weights(path, which)) from None
     except UnreadableFile as exc:
         raise UsageError(
             f"Cannot read '{weights_path}' ({exc}); the run cannot be loaded."

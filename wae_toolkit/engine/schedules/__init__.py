@@ -1,8 +1,10 @@
-"""Learning-rate schedules, as a table of name -> class.
+"""Learning-rate schedules, built by name from the table in :mod:`wae_toolkit.config.schedules`.
 
 A schedule is told where the loop is and sets the learning rate of the optimizer's groups
-(:class:`~wae_toolkit.engine.schedules.schedule.Schedule`). Adding one is one new module in this
-folder plus one line in :data:`SCHEDULES`; nothing else changes.
+(:class:`~wae_toolkit.engine.schedules.schedule.Schedule`). ``steps`` is the paper's (factors from
+given epochs); ``cosine`` and ``onecycle`` change the rate after every step through
+:class:`torch.optim.lr_scheduler.LambdaLR` and are saved with the checkpoints. Adding one is one
+new module in this folder plus one line in the table.
 """
 
 from __future__ import annotations
@@ -10,19 +12,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from wae_toolkit.config.schedules import DEFAULT_SCHEDULE, SCHEDULES
 from wae_toolkit.errors import UsageError, did_you_mean
 
 if TYPE_CHECKING:
     from wae_toolkit.engine.schedules.schedule import Schedule
 
 __all__ = ["SCHEDULES", "DEFAULT_SCHEDULE", "make_schedule"]
-
-#: name -> ``"module:Class"`` of the schedule (imported when used).
-SCHEDULES: dict[str, str] = {
-    "steps": "wae_toolkit.engine.schedules.steps:StepFactors",
-}
-#: The paper's: the learning rate times a factor from given epochs on.
-DEFAULT_SCHEDULE = "steps"
 
 
 def make_schedule(name: str, optimizer: Any, config: Any, steps_per_epoch: int) -> Schedule:

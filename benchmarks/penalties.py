@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from wae_toolkit.errors import WaeError
 from wae_toolkit.numerics.kernels import squared_distances
 from wae_toolkit.plugins import registry
 from wae_toolkit.plugins.testing import IsotropicGaussian
@@ -87,8 +88,15 @@ def _case(name: str, batch: int, dim: int, device: torch.device, repeats: int) -
             squared_distances(z_q, z_p).sum().backward()
 
     else:
-        plugin, _, variant = name.partition("+")
-        options = OPTIONS.get(plugin, {}) | ({"compiled": True} if variant == "compiled" else {})
+        plugin, *variants = name.split("+")
+        options = dict(OPTIONS.get(plugin, {}))
+        for variant in variants:  # NAME+compiled, NAME+block4096 (an MMD's options)
+            if variant == "compiled":
+                options["compiled"] = True
+            elif variant.startswith("block") and variant[5:].isdigit():
+                options["block"] = int(variant[5:])
+            else:
+                raise SystemExit(f"unknown variant {variant!r} in {name!r}: compiled or blockN")
         penalty = registry.create("penalty", plugin, **options)
         penalty.bind(IsotropicGaussian(dim).to(device))
         penalty.to(device)
@@ -114,7 +122,8 @@ def main() -> None:
     parser.add_argument(
         "--penalties",
         default=None,
-        help="comma-separated (default: every one); NAME+compiled for an MMD with compiled=true",
+        help="comma-separated (default: every one); NAME+compiled for an MMD with compiled=true, "
+        "NAME+block4096 for another block size",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
@@ -125,28 +134,40 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     names = args.penalties.split(",") if args.penalties else registry.plugin_names("penalty")
-    rows = []
+    rows: list[dict[str, Any]] = []
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if device.type == "cuda":
+        meta["device_name"] = torch.cuda.get_device_name(device)
     for dim in (int(d) for d in args.dims.split(",")):
         for batch in (int(b) for b in args.batches.split(",")):
-            base = _case("distances", batch, dim, device, args.repeats)
-            rows.append(base | {"ratio": 1.0})
+            try:
+                base: dict[str, Any] | None = _case("distances", batch, dim, device, args.repeats)
+                rows.append(base | {"ratio": 1.0})
+            except (RuntimeError, MemoryError) as exc:
+                base = None
+                rows.append(
+                    {"penalty": "distances", "batch": batch, "dim": dim, "error": str(exc)[:80]}
+                )
             for name in names:
                 try:
                     row = _case(name, batch, dim, device, args.repeats)
-                except (RuntimeError, MemoryError) as exc:  # out of memory at this size
+                except (RuntimeError, MemoryError, WaeError) as exc:  # too large at this size
                     row = {"penalty": name, "batch": batch, "dim": dim, "error": str(exc)[:80]}
                 else:
-                    row["ratio"] = row["seconds"] / base["seconds"]
+                    row["ratio"] = None if base is None else row["seconds"] / base["seconds"]
                 rows.append(row)
                 print(_line(row), flush=True)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                # after every row, so that a run stopped part-way keeps what it measured
+                path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"\n{device} ({torch.get_num_threads()} threads), torch {torch.__version__}\n")
     print("| penalty | B | D | ms | x distances | peak MiB |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         print(_line(row))
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"\nwritten {path}")
 
@@ -154,9 +175,10 @@ def main() -> None:
 def _line(row: dict[str, Any]) -> str:
     if "error" in row:
         return f"| {row['penalty']} | {row['batch']} | {row['dim']} | failed: {row['error']} | | |"
+    ratio = "" if row.get("ratio") is None else f"{row['ratio']:.1f}"
     return (
         f"| {row['penalty']} | {row['batch']} | {row['dim']} | {row['seconds'] * 1e3:.2f} | "
-        f"{row['ratio']:.1f} | {row['peak_bytes'] / 2**20:.1f} |"
+        f"{ratio} | {row['peak_bytes'] / 2**20:.1f} |"
     )
 
 

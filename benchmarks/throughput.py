@@ -93,7 +93,7 @@ class Bench:
 
     def step(self) -> None:
         mean, log_var, z_q = self.steps.encode(self.x)
-        terms = self.steps.objective(self.x, z_q, self.z_p, mean, log_var)
+        terms = self.steps.objective(self.x, z_q, log_var, (z_q, self.z_p, mean, log_var))
         self.opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.opt.step()
@@ -104,7 +104,8 @@ class Bench:
         counter = FlopCounterMode(display=False)
         with counter:  # the uncompiled functions: the same arithmetic, countable
             mean, log_var, z_q = self.steps._encode(self.x)
-            terms = self.steps._objective(self.x, z_q, self.z_p, mean, log_var)
+            pen = (z_q, self.z_p, mean, log_var)
+            terms = self.steps._objective(self.x, z_q, log_var, pen)
             terms["loss"].backward()
         self.opt.zero_grad(set_to_none=True)
         return int(counter.get_total_flops())
@@ -159,8 +160,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the device's peak")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    parser.add_argument(
+        "--skip", default="", help="MODEL:VARIANT pairs to leave out, comma-separated"
+    )
     parser.add_argument("--json", default="benchmarks/results/throughput.json")
     args = parser.parse_args()
+    skip = {tuple(pair.split(":", 1)) for pair in args.skip.split(",") if ":" in pair}
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -170,7 +175,9 @@ def main() -> None:
         torch.backends.cudnn.allow_tf32 = False
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__}, device {name}, {torch.get_num_threads()} CPU thread(s)")
-    rows = []
+    rows: list[dict[str, Any]] = []
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
     header = (
         f"{'model':8} {'batch':>6} {'variant':14} {'GFLOP/step':>11} {'ms/step':>9} "
         f"{'samples/s':>10} {'TFLOP/s':>8} {'MFU':>6} {'warm-up s':>9}"
@@ -180,20 +187,30 @@ def main() -> None:
     for model in args.models.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
             for variant in args.variants.split(","):
-                r = measure(
-                    model, batch, variant, device, args.steps, args.warmup, args.peak_tflops
-                )
+                if (model, variant) in skip:
+                    continue
+                try:
+                    r = measure(
+                        model, batch, variant, device, args.steps, args.warmup, args.peak_tflops
+                    )
+                except Exception as exc:  # one variant failing (out of memory, a compiler
+                    # error) leaves the others to run; the row says what happened
+                    r = {"model": model, "batch": batch, "variant": variant, "error": repr(exc)}
+                    print(f"{model:8} {batch:>6} {variant:14} failed: {exc!r}"[:300], flush=True)
+                else:
+                    mfu = "" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+                    print(
+                        f"{model:8} {batch:>6} {variant:14} {r['flops_per_step'] / 1e9:>11.1f} "
+                        f"{r['ms_per_step']:>9.2f} {r['samples_per_second']:>10.0f} "
+                        f"{r['tflops']:>8.2f} {mfu:>6} {r['warmup_seconds']:>9.1f}",
+                        flush=True,
+                    )
                 rows.append(r)
-                mfu = "" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
-                print(
-                    f"{model:8} {batch:>6} {variant:14} {r['flops_per_step'] / 1e9:>11.1f} "
-                    f"{r['ms_per_step']:>9.2f} {r['samples_per_second']:>10.0f} "
-                    f"{r['tflops']:>8.2f} {mfu:>6} {r['warmup_seconds']:>9.1f}",
-                    flush=True,
-                )
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": name, "torch": torch.__version__, "rows": rows}, indent=1))
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                # after every row, so that a run stopped part-way keeps what it measured
+                doc = {"device": name, "torch": torch.__version__, "rows": rows}
+                out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {out}")
 
 

@@ -70,11 +70,8 @@ class RunConfig:
             ``lr * factor``; ``[]`` keeps it constant; ``None`` (the default) follows the paper's
             MNIST schedule in proportion to ``epochs``: ``lr / 2`` from 30% of the epochs and
             ``lr / 10`` from 50% (for 100 epochs exactly the paper's ``[(30, 0.5), (50, 0.1)]``).
-        schedule: ``steps`` (the factors of ``lr_schedule``), ``cosine`` (linear warm-up over
-            ``warmup_steps``, then ``lr * (1 + cos(pi t)) / 2`` down to 0) or ``onecycle``
-            (:class:`torch.optim.lr_scheduler.OneCycleLR` with ``lr`` as its peak); per step.
-        warmup_steps: the warm-up of ``cosine`` and ``onecycle``; ``None``: 5% of the steps
-            (cosine), 30% (onecycle).
+        schedule, warmup_steps: ``steps`` (the factors of ``lr_schedule``), or per step
+            ``cosine`` or ``onecycle`` with ``warmup_steps`` (``None``: 5%, 30% of the steps).
         seed: seed of every random generator; the same seed gives the same run on CPU.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         threads: CPU threads for training; ``None``: one for models under ``SMALL_MODEL``
@@ -99,9 +96,9 @@ class RunConfig:
             no clipping); the logs then hold ``grad_norm`` and ``clipped``.
         ema: decay of a moving average of the weights, updated after every step; when set, the
             average is evaluated, drawn and saved as ``model.safetensors`` (raw weights beside).
-        monitor: the held-out metric (lower is better) that picks ``best.safetensors`` and
-            drives ``patience``; ``test_objective`` is ``test_cost + lam * test_penalty``.
-        patience: stop after this many evaluations without a new best ``monitor``.
+        monitor, patience: the held-out metric (lower is better; ``test_objective`` is
+            ``test_cost + lam * test_penalty``) that picks ``best.safetensors``, and stopping
+            after ``patience`` evaluations without a new best.
         compile: compile the training step (encoder, decoder, cost and penalty) with
             ``torch.compile``; the first steps take 10-60 s longer, later ones are faster
             (docs/performance.md says by how much).

@@ -450,3 +450,59 @@ def test_the_model_commands_take_the_best_weights(tmp_path, capsys) -> None:
     np.testing.assert_allclose(np.load(best), expected.numpy(), rtol=1e-6, atol=1e-6)
     code, _, err = wae(capsys, "sample", str(run.run_dir), "--weights", "raw", "-o", "s.npy")
     assert code == 2 and "it was trained without --ema" in " ".join(err.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# fp16 with a gradient scaler (the step's logic; runs on CPU, where torch has fp16 autocast too,
+# although a run refuses fp16 there; tests/test_cuda.py runs it on a GPU)
+
+
+def _fp16_step(init_scale: float | None = None) -> tuple[TrainStep, torch.nn.Module, BadSteps]:
+    torch.manual_seed(0)
+    config = RunConfig(latent_dim=4, precision="fp16", network_opts={"hidden": [32]})
+    comps = build_components(config, (1, 8, 8), (0.0, 1.0))
+    params = [p for p in comps.model.parameters() if p.requires_grad]
+    opt = adam(params, config.lr, (config.beta1, config.beta2))
+    bad = BadSteps(opt, 0)
+    step = TrainStep(
+        StepFunctions(comps, config, torch.device("cpu")), comps, opt, bad, config, DistContext()
+    )
+    if init_scale is not None:
+        step.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    return step, comps.model, bad
+
+
+def test_an_fp16_step_unscales_its_gradients_before_adam() -> None:
+    """The scaled loss's gradients reach Adam divided by the scale: its first moment after one
+    step is (1 - beta1) times the gradient of the unscaled loss (computed here by hand)."""
+    x = torch.rand(16, 1, 8, 8)
+    step, model, bad = _fp16_step(init_scale=256.0)
+    logs = step(x, 1)
+    assert float(logs["grad_scale"]) == 256.0  # no overflow: the scale stays
+    bad.check({k: [v] for k, v in logs.items()})
+    assert bad.total == 0
+    ref, ref_model, _ = _fp16_step(init_scale=256.0)
+    torch.manual_seed(1)
+    _, _, z_q = ref.fns.encode(x)
+    z_p = ref_model.prior.sample(len(x))
+    terms = ref.fns.objective(x, z_q, None, (z_q, z_p, z_q, None))
+    grads = torch.autograd.grad(terms["loss"], [p for p in ref_model.parameters()])
+    step2, model2, _ = _fp16_step(init_scale=256.0)
+    torch.manual_seed(1)  # the same prior samples as above
+    step2(x, 1)
+    beta1 = step2.opt.param_groups[0]["betas"][0]
+    for p, g in zip(model2.parameters(), grads, strict=True):
+        torch.testing.assert_close(
+            step2.opt.state[p]["exp_avg"], (1 - beta1) * g, rtol=1e-5, atol=1e-7
+        )
+
+
+def test_an_overflowing_fp16_step_is_skipped_by_the_scaler_and_not_counted_as_bad() -> None:
+    step, model, bad = _fp16_step(init_scale=3e38)  # the scaled loss overflows to inf
+    before = [p.detach().clone() for p in model.parameters()]
+    logs = step(torch.rand(16, 1, 8, 8), 1)
+    for p, b in zip(model.parameters(), before, strict=True):
+        assert torch.equal(p.detach(), b)  # the update was dropped
+    assert float(logs["grad_scale"]) == pytest.approx(1.5e38)  # and the scale halved
+    bad.check({k: [v] for k, v in logs.items()})
+    assert bad.total == 0  # the losses were finite: the scaler's business, not a bad step

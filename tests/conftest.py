@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,38 +58,58 @@ class BrokenPenalty:
 '''
 
 
-@pytest.fixture
-def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Install (on sys.path) a distribution with one good, one broken and one non-class penalty.
+@contextlib.contextmanager
+def fake_distribution(
+    root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dist: str,
+    version: str,
+    package: str,
+    modules: dict[str, str],
+    entry_points: str,
+) -> Iterator[Path]:
+    """Install (on ``sys.path``) the distribution ``dist`` with the modules of ``package`` and its
+    ``entry_points.txt``; its modules are forgotten afterwards.
 
     Its metadata is a real ``.dist-info`` folder, so discovery goes through
     ``importlib.metadata`` exactly as for a pip-installed package. ``PYTHONPATH`` is set too, for
     tests that start ``wae`` in a subprocess.
     """
-    root = tmp_path / "site"
-    pkg = root / "fakeplug"
+    pkg = root / package
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "good.py").write_text(textwrap.dedent(GOOD))
-    (pkg / "broken.py").write_text(textwrap.dedent(BROKEN))
-    info = root / f"wae_fake_plugins-{FAKE_VERSION}.dist-info"
+    for name, text in modules.items():
+        (pkg / f"{name}.py").write_text(textwrap.dedent(text))
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {FAKE_DIST}\nVersion: {FAKE_VERSION}\n"
-    )
-    (info / "entry_points.txt").write_text(
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    monkeypatch.syspath_prepend(str(root))
+    old = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", str(root) + (os.pathsep + old if old else ""))
+    importlib.invalidate_caches()
+    registry._docstring_line.cache_clear()
+    try:
+        yield root
+    finally:
+        for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
+            del sys.modules[name]
+        registry._docstring_line.cache_clear()
+
+
+@pytest.fixture
+def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A distribution with one good, one broken and one non-class penalty (and one written for a
+    future interface), installed by :func:`fake_distribution`."""
+    entry_points = (
         "[wae_toolkit.penalties]\n"
         "mean-match = fakeplug.good:MeanMatchPenalty\n"
         "broken-penalty = fakeplug.broken:BrokenPenalty\n"
         "not-a-class = fakeplug.good:not_a_class\n"
         "future-penalty = fakeplug.good:FuturePenalty\n"
     )
-    monkeypatch.syspath_prepend(str(root))
-    old = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv("PYTHONPATH", str(root) + (os.pathsep + old if old else ""))
-    importlib.invalidate_caches()
-    registry._docstring_line.cache_clear()
-    yield root
-    for name in [m for m in sys.modules if m == "fakeplug" or m.startswith("fakeplug.")]:
-        del sys.modules[name]
-    registry._docstring_line.cache_clear()
+    modules = {"good": GOOD, "broken": BROKEN}
+    with fake_distribution(
+        tmp_path / "site", monkeypatch, FAKE_DIST, FAKE_VERSION, "fakeplug", modules, entry_points
+    ) as root:
+        yield root

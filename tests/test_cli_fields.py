@@ -24,7 +24,9 @@ from .test_completion import _complete
 
 #: RunConfig fields that are deliberately no ``wae run`` option (field -> why). A field listed
 #: here has no ``cli(...)`` metadata; it is set by configuration files and Python only.
-NOT_ON_THE_COMMAND_LINE: dict[str, str] = {}
+NOT_ON_THE_COMMAND_LINE: dict[str, str] = {
+    "test": "the held-out part of data given in Python (files: --data-opt test=FILE)",
+}
 
 #: The flags of ``wae run`` when its options were first generated, in their order in ``--help``:
 #: none may disappear or move (new settings may add options anywhere).
@@ -50,6 +52,8 @@ VALUES: dict[str, tuple[list[str], Any]] = {
     "prior_opts": (["--prior-opt", "std=2", "--prior-opt", "std=3"], {"std": "3"}),
     "network_opts": (["--network-opt", "activation=elu"], {"activation": "elu"}),
     "data_opts": (["--data-opt", "limit=200"], {"limit": "200"}),
+    "memory_budget": (["--memory-budget", "2GB"], "2GB"),
+    "workers": (["--workers", "2"], 2),
     "latent_dim": (["-d", "4"], 4),
     "encoder": (["--encoder", "gaussian"], "gaussian"),
     "lam": (["--lambda", "2.5"], 2.5),

@@ -45,7 +45,7 @@ def _complete(words: str) -> tuple[list[str], str]:
         ("wae run --penalty en", {"energy"}),  # the example third-party plugin
         ("wae run --prior g", {"gaussian", "gmm"}),
         ("wae run --cost ", {"l1", "l2", "bce"}),
-        ("wae run --network ", {"mlp", "conv"}),
+        ("wae run --network ", {"mlp", "conv", "conv1d"}),
     ],
 )
 def test_plugin_names_complete_from_metadata_without_importing_torch(words, expected):

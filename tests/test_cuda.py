@@ -52,7 +52,6 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -64,6 +63,7 @@ from wae_toolkit.plugins import registry
 from wae_toolkit.plugins.testing import IsotropicGaussian, check_penalty, check_plugin
 
 from .test_cli import wae
+from .test_export import _runner
 
 #: Where the bodies run: "cuda" (the default), or "cpu" to debug them without a GPU.
 DEVICE = os.environ.get("WAE_TEST_DEVICE", "cuda")
@@ -523,25 +523,7 @@ def test_export_of_a_cuda_trained_model_computes_the_same_on_the_cpu(tmp_path, c
     assert _rel(torch.from_numpy(encoder(x.numpy())[0]), z) < 1e-4
 
 
-def _exported(fmt: str, path: Path):
-    """A function: numpy input -> list of numpy outputs, from the exported file alone, on CPU."""
-    if fmt == "torchscript":
-        import warnings
-
-        with warnings.catch_warnings():  # TorchScript says it is deprecated; it still works
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location="cpu")
-
-        def run(x: np.ndarray) -> list[np.ndarray]:
-            with torch.no_grad():
-                y = module(torch.from_numpy(x))
-            return [t.numpy() for t in (y if isinstance(y, tuple) else (y,))]
-
-        return run
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {session.get_inputs()[0].name: x})
+_exported = _runner  # numpy in, numpy out, from the exported file alone, on the CPU
 
 
 # ---------------------------------------------------------------------------------------------

@@ -529,7 +529,9 @@ def test_missing_path_and_unknown_name(tmp_path):
 
 def test_unknown_and_bad_options(tmp_path):
     assert_error("digits", {"sise": 4}, "'sise'", "Options for digits", "test_fraction")
-    assert_error("digits", {"size": 4}, "'size' applies to image folders")
+    assert_error(
+        "digits", {"size": 4}, "'size' applies to .npy files, .npz files and image folders"
+    )
     assert_error("moons", {"nosie": "0.1"}, "Did you mean 'noise'?")
     assert_error("moons", {"n": "many"}, "Bad value", "expected an integer")
     assert_error("digits", {"test_fraction": "1.5"}, "between 0 and 1")

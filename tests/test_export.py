@@ -54,16 +54,17 @@ def _data(run_dir):
     return load_dataset(config["data"], config["data_opts"]).test
 
 
-def _jit_load(path):
+def _jit_load(path, map_location=None):
     with warnings.catch_warnings():  # torch 2.13 says TorchScript is deprecated; it still works
         warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.load(str(path))
+        return torch.jit.load(str(path), map_location=map_location)
 
 
 def _runner(fmt, path):
-    """A function: numpy input -> list of numpy outputs, from the exported file alone."""
+    """A function: numpy input -> list of numpy outputs, from the exported file alone, on the CPU
+    (a file exported from a CUDA model too)."""
     if fmt == "torchscript":
-        module = _jit_load(path)
+        module = _jit_load(path, map_location="cpu")
 
         def run(x):
             with torch.no_grad():

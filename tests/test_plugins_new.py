@@ -14,7 +14,7 @@ from wae_toolkit.plugins.scaffold import new_plugin
 from .test_cli import error_line, wae
 
 
-@pytest.mark.parametrize("kind", ["penalty", "cost", "prior", "network"])
+@pytest.mark.parametrize("kind", ["penalty", "cost", "prior", "network", "data"])
 def test_skeleton_installs_is_listed_and_its_test_passes(tmp_path, capsys, kind):
     name = f"my-{kind}"
     target = tmp_path / "pkg"
@@ -65,6 +65,8 @@ def test_new_refuses_bad_names_builtins_and_used_folders(tmp_path, capsys):
     assert code == 2 and "built-ins cannot be shadowed" in error_line(err)
     code, _, err = wae(capsys, "plugins", "new", "penalty", "My_Pen", "--dir", str(tmp_path / "b"))
     assert code == 2 and "kebab-case" in error_line(err)
+    code, _, err = wae(capsys, "plugins", "new", "data", "digits", "--dir", str(tmp_path / "e"))
+    assert code == 2 and "built-ins cannot be shadowed" in error_line(err)
     code, _, err = wae(capsys, "plugins", "new", "critic", "x", "--dir", str(tmp_path / "c"))
     assert code == 2 and "Unknown plugin kind" in error_line(err)
     (tmp_path / "d").mkdir()

@@ -296,3 +296,15 @@ def test_conv_networks_train_channels_last_with_the_same_result(tmp_path, monkey
 def test_speed_options_are_validated(kw, message):
     with pytest.raises(Exception, match=message):
         RunConfig(**kw).validate()
+
+
+def test_device_auto_picks_cuda_then_mps_then_the_cpu(monkeypatch):
+    from wae_toolkit.devices import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto").type == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"

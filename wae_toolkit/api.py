@@ -28,6 +28,7 @@ its plugin name, so the run folder repeats from the command line; any other clas
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,13 @@ def _fit(
         if preset is not None:
             raise UsageError("fit() takes a RunConfig or a preset, not both.")
         defaults = RunConfig().to_dict()
-        base = {k: v for k, v in config.to_dict().items() if v != defaults[k]}
+        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        base = {  # the data themselves, not config.json's record of them
+            k: v for k, v in values.items() if k in ("data", "test") or v != defaults[k]
+        }
+        base = {k: v for k, v in base.items() if not (k == "test" and v is None)}
+        if isinstance(base.get("data"), str) and base["data"] == defaults["data"]:
+            del base["data"]
         run_config, sources = resolve_config(None, {**base, **settings})
     elif config is None or isinstance(config, str | Path):
         run_config, sources = resolve_config(

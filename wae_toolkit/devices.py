@@ -14,8 +14,8 @@ DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def resolve_device(device: str) -> Any:
-    """The ``torch.device`` for ``device``: ``auto`` is CUDA when torch sees a GPU, else CPU;
-    other names are checked to exist on this machine.
+    """The ``torch.device`` for ``device``: ``auto`` is CUDA when torch sees a GPU, else Apple's
+    MPS when it is available, else the CPU; other names are checked to exist on this machine.
 
     Raises:
         UsageError: a name that is not a device the toolkit uses (``cpu:x``), or a device this
@@ -28,7 +28,9 @@ def resolve_device(device: str) -> Any:
             f"--device must be auto, cpu, cuda, cuda:N or mps; got {short_repr(device)}."
         )
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available(torch) else "cpu")
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(
@@ -41,8 +43,11 @@ def resolve_device(device: str) -> Any:
                 f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s), "
                 f"numbered 0 to {torch.cuda.device_count() - 1}."
             )
-    if device == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
+    if device == "mps" and not _mps_available(torch):
         raise UsageError("--device mps was asked for but MPS is not available; use cpu or auto.")
     return torch.device(device)
+
+
+def _mps_available(torch: Any) -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())

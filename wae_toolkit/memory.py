@@ -21,7 +21,15 @@ from typing import Any
 
 from wae_toolkit.errors import UsageError
 
-__all__ = ["total_memory", "device_memory", "check_fits", "format_bytes"]
+__all__ = [
+    "total_memory",
+    "available_memory",
+    "device_memory",
+    "check_fits",
+    "format_bytes",
+    "parse_bytes",
+    "default_budget",
+]
 
 
 def total_memory() -> int | None:
@@ -96,3 +104,50 @@ def check_fits(
                 f"{what} would need about {format_bytes(nbytes)} of memory, more than {whose} "
                 f"{format_bytes(total)}; {fix}."
             )
+
+
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9}
+_UNITS |= {"t": 1e12, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value: Any) -> int | None:
+    """``"8GB"``, ``"512 MiB"``, ``"1.5g"``, ``2_000_000`` (bytes) as a number of bytes; None for
+    text that is no size (the caller says what is allowed)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value) if math.isfinite(value) and value > 0 else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower().replace(" ", "").replace("_", "")
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :]
+    try:
+        amount = float(number)
+    except ValueError:
+        return None
+    if unit not in _UNITS or not math.isfinite(amount) or amount <= 0:
+        return None
+    return int(amount * _UNITS[unit])
+
+
+def available_memory() -> int | None:
+    """Bytes the operating system can give this process now without swapping (Linux's
+    ``MemAvailable``), bounded by :func:`total_memory`; ``None`` where the platform does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+                    total = total_memory()
+                    return free if total is None else min(free, total)
+    except (OSError, ValueError, IndexError):
+        pass
+    return total_memory()
+
+
+def default_budget(device: Any = None) -> int | None:
+    """The memory budget of a run's training data: half of the memory available now, and on a
+    GPU at most half of its memory; ``None`` (no limit) where neither is known."""
+    limits = [m // 2 for m in (available_memory(), device_memory(device)) if m is not None]
+    return min(limits) if limits else None

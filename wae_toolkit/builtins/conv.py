@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from wae_toolkit.errors import DataError, UsageError
+from wae_toolkit.builtins._stride import CropTo, PadTo, check_conv_options, halve_up
+from wae_toolkit.errors import DataError
 from wae_toolkit.plugins.interfaces import GaussianHead, Network, output_activation
 
 #: The decoder's starting feature map may be at most this many pixels on a side.
@@ -19,6 +20,22 @@ def _start_size(h: int, w: int) -> tuple[int, int, int]:
     return h, w, ups
 
 
+def _plan(h: int, w: int) -> tuple[int, int, int]:
+    """The decoder's start (start_h, start_w) and its number k of upsamplings for (h, w) images.
+
+    Sides of the form s * 2^k with s <= 16 (28, 32, 64...) keep the paper's plan, exact and
+    unpadded. Other sizes are halved, rounding up, while the smaller side is above 8 or the larger
+    above 16: the images are then padded to (start_h * 2^k, start_w * 2^k).
+    """
+    sh, sw, ups = _start_size(h, w)
+    if max(sh, sw) <= _MAX_START:
+        return sh, sw, ups
+    sh, sw, ups = h, w, 0
+    while min(sh, sw) > 8 or max(sh, sw) > _MAX_START:
+        sh, sw, ups = halve_up(sh), halve_up(sw), ups + 1
+    return sh, sw, ups
+
+
 class ConvNetwork(Network):
     """Convolutional encoder and decoder of the WAE paper (DCGAN style), for images (C, H, W).
 
@@ -30,6 +47,12 @@ class ConvNetwork(Network):
     8x8 for 32x32 and 64x64), k transposed convolutions with stride 2 halving the channels (512,
     256, and 128 for 64x64), batch norm and ReLU, then a stride-1 convolution to C channels. The
     paper's MNIST setup is ``kernel=4``, CelebA's ``kernel=5``.
+
+    Any image size of at least 4x4 works. Sides of the form s * 2^k with s <= 16 (28, 32, 64...)
+    are used as they are. Other sizes (37x53, say) are halved, rounding up, while the smaller side
+    is above 8 or the larger above 16 (37x53: 19x27, 10x14, 5x7, so k = 3); the encoder zero-pads
+    its input, centred, to a multiple of 2^k (40x56) and the decoder, which starts at 5x7, crops
+    its output back to the centre 37x53.
 
     Args:
         width: channels of the first encoder layer; the paper uses 128.
@@ -43,13 +66,16 @@ class ConvNetwork(Network):
     def __init__(
         self, width: int = 128, depth: int = 4, kernel: int = 4, batch_norm: bool = True
     ) -> None:
-        if width < 1 or depth < 1:
-            raise UsageError(f"width and depth must be >= 1; got width={width}, depth={depth}.")
-        if kernel not in (3, 4, 5):
-            raise UsageError(f"kernel must be 3, 4 or 5; got {kernel}.")
+        check_conv_options(width, depth, kernel)
         self.width, self.depth, self.kernel, self.batch_norm = width, depth, kernel, batch_norm
 
     def check_shape(self, data_shape: tuple[int, ...]) -> None:
+        if len(data_shape) == 2:
+            raise DataError(
+                f"The conv network needs images shaped (C, H, W); got signals of shape "
+                f"{tuple(data_shape)}. Use --network conv1d for signals, or read a 3-D array as "
+                "images with --data-opt layout=image."
+            )
         if len(data_shape) != 3:
             raise DataError(
                 f"The conv network needs images shaped (C, H, W); got samples of shape "
@@ -58,12 +84,12 @@ class ConvNetwork(Network):
         _, h, w = data_shape
         if min(h, w) < 4:
             raise DataError(f"The conv network needs images of at least 4x4 pixels; got {h}x{w}.")
-        sh, sw, _ = _start_size(h, w)
-        if max(sh, sw) > _MAX_START:
-            raise DataError(
-                f"The conv network needs image sides of the form s * 2^k with s <= {_MAX_START} "
-                f"(such as 28, 32, 64); got {h}x{w}. Resize the images, e.g. --data-opt size=64."
-            )
+
+    @staticmethod
+    def _padded(h: int, w: int) -> tuple[int, int]:
+        """The size the encoder pads (h, w) images to, and the decoder's output before cropping."""
+        sh, sw, ups = _plan(h, w)
+        return sh * 2**ups, sw * 2**ups
 
     def _norm(self, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels) if self.batch_norm else nn.Identity()
@@ -75,6 +101,9 @@ class ConvNetwork(Network):
         c, h, w = data_shape
         k, pad = self.kernel, (self.kernel - 1) // 2
         layers: list[nn.Module] = []
+        if self._padded(h, w) != (h, w):
+            layers.append(PadTo((h, w), self._padded(h, w)))
+            h, w = self._padded(h, w)
         for i in range(self.depth):
             if min(h, w) < 2:
                 break
@@ -89,7 +118,7 @@ class ConvNetwork(Network):
     ) -> nn.Module:
         self.check_shape(data_shape)
         c_out, h, w = data_shape
-        sh, sw, ups = _start_size(h, w)
+        sh, sw, ups = _plan(h, w)
         k, pad = self.kernel, (self.kernel - 1) // 2
         c = self.width * 8
         layers: list[nn.Module] = [
@@ -110,6 +139,8 @@ class ConvNetwork(Network):
             c = nxt
         last = k if k % 2 else k - 1
         layers += [nn.Conv2d(c, c_out, last, padding=(last - 1) // 2), output_activation(output)]
+        if self._padded(h, w) != (h, w):  # after the weights: their names stay the paper's
+            layers.append(CropTo((h, w), self._padded(h, w)))
         return nn.Sequential(*layers)
 
     def __repr__(self) -> str:

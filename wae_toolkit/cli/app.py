@@ -30,7 +30,7 @@ from wae_toolkit.cli.report_cmd import report_command
 from wae_toolkit.cli.run_cmd import run_command
 from wae_toolkit.cli.shared import STATE
 from wae_toolkit.errors import UsageError, WaeError, did_you_mean
-from wae_toolkit.plugins.registry import KINDS, list_plugins, normalize_kind, plugin_names
+from wae_toolkit.plugins.registry import ALL_KINDS, list_plugins, normalize_kind, plugin_names
 
 app = typer.Typer(
     name="wae",
@@ -92,7 +92,7 @@ def _root(
 # wae run: its options come from RunConfig's fields (wae_toolkit/cli/run_cmd.py)
 
 #: The completion functions run settings may name (``complete=`` in their metadata).
-COMPLETERS = {**{kind: _completer(kind) for kind in KINDS}, "trackers": _tracker_names}
+COMPLETERS = {**{kind: _completer(kind) for kind in ALL_KINDS}, "trackers": _tracker_names}
 app.command("run")(run_command(COMPLETERS))
 
 
@@ -102,7 +102,7 @@ app.command("run")(run_command(COMPLETERS))
 
 @plugins_app.command("list")
 def plugins_list(
-    kind: str = typer.Option(None, "--kind", "-k", help=f"Only this kind: {', '.join(KINDS)}."),
+    kind: str = typer.Option(None, "--kind", "-k", help=f"Only this kind: {', '.join(ALL_KINDS)}."),
     check: bool = typer.Option(
         False, "--check", help="Import each plugin and show ok or its error."
     ),
@@ -164,9 +164,9 @@ def plugins_show(
     from wae_toolkit.plugins.options import plugin_options
     from wae_toolkit.plugins.registry import get_plugin_class, get_plugin_info
 
-    kinds = [normalize_kind(kind)] if kind else [k for k in KINDS if name in plugin_names(k)]
+    kinds = [normalize_kind(kind)] if kind else [k for k in ALL_KINDS if name in plugin_names(k)]
     if not kinds:
-        every = sorted({n for k in KINDS for n in plugin_names(k)})
+        every = sorted({n for k in ALL_KINDS for n in plugin_names(k)})
         raise UnknownPluginError(
             f"No plugin is named '{name}'.{did_you_mean(name, every)} "
             f"Available: {', '.join(every)}."
@@ -197,14 +197,19 @@ def plugins_show(
         table.add_row(spec.name, _escape(spec.type_name), _escape(default), _escape(help_))
     out.print(table)
     flag = f"--{info.kind}-opt"
+    given, source_kind = name, getattr(cls, "kind", "name")
+    if info.kind == "data" and source_kind != "name":
+        given = {"file": "FILE", "folder": "FOLDER"}.get(source_kind, "PATH")
+        what = {"file": "a file", "folder": "a folder"}.get(source_kind, "a file or a folder")
+        out.print(f"Reads {what} given as --data {given}, when it is the first source to claim it.")
     out.print(
-        f"Set options with {flag} NAME=VALUE, e.g. 'wae run --{info.kind} {name} {flag} ...'."
+        f"Set options with {flag} NAME=VALUE, e.g. 'wae run --{info.kind} {given} {flag} ...'."
     )
 
 
 @plugins_app.command("new")
 def plugins_new(
-    kind: str = typer.Argument(..., help=f"Plugin kind: {', '.join(KINDS)}."),
+    kind: str = typer.Argument(..., help=f"Plugin kind: {', '.join(ALL_KINDS)}."),
     name: str = typer.Argument(..., help="Plugin name in kebab-case, e.g. my-penalty."),
     directory: str = typer.Option(None, "--dir", help="Target folder. \\[default: wae-NAME]"),
 ) -> None:

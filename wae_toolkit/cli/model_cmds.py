@@ -100,7 +100,7 @@ def _data(loaded: Any, data: str | None, data_opt: list[str] | None, split: str)
             f"The data '{name}' holds samples of shape {dataset.sample_shape}; this run's model "
             f"takes {expected}."
         )
-    x = dataset.test if split == "test" else dataset.train
+    x = dataset.test if split == "test" else dataset.train_tensor
     return x.to(next(loaded.model.parameters()).device)
 
 

@@ -104,6 +104,8 @@ def _option_type(hint: Any, parse: Parse, where: str) -> Any:
         return str
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        if str in rest:  # a name or path on the command line; objects only from Python
+            rest = [str]
         hint = rest[0] if len(rest) == 1 else hint
     if hint not in _SCALARS:
         raise TypeError(

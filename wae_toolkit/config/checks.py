@@ -13,6 +13,7 @@ from wae_toolkit.devices import DEVICE_NAMES
 from wae_toolkit.errors import did_you_mean
 from wae_toolkit.errors import short_repr as _show
 from wae_toolkit.limits import MAX_SEED
+from wae_toolkit.memory import parse_bytes
 
 __all__ = [
     "value_problems",
@@ -120,9 +121,10 @@ def value_problems(c: Any) -> list[str]:
         )
     p += schedule_problems(c)
     p += loop_feature_problems(c)
+    p += data_problems(c)
     for name in ("data", "network", "cost", "penalty", "prior"):
         v = getattr(c, name)
-        if not isinstance(v, str) or not v.strip():
+        if name != "data" and (not isinstance(v, str) or not v.strip()):
             p.append(f"{name} must be a non-empty name; got {_show(v)}.")
         opts = getattr(c, f"{name}_opts")
         if not isinstance(opts, dict) or not all(isinstance(k, str) for k in opts):
@@ -130,6 +132,38 @@ def value_problems(c: Any) -> list[str]:
     p += prior_option_problems(c)
     p += tracking_problems(c)
     return p
+
+
+def data_problems(c: Any) -> list[str]:
+    """``data`` is a name, a path or data given in Python; ``test`` goes with the latter."""
+    from wae_toolkit.data.objects import input_kind
+
+    data, test = c.data, c.test
+    if isinstance(data, dict) and "kind" in data:  # a config.json's record of Python data
+        return [
+            f"This run was trained on data given in Python ({_show(data.get('kind'))}, shape "
+            f"{data.get('shape', '?')}), which its config.json describes but does not hold; it "
+            "cannot be repeated from the command line: pass the data again, "
+            "fit(config, data=...)."
+        ]
+    if isinstance(data, str):
+        if not data.strip():
+            return [f"data must be a non-empty name or path; got {_show(data)}."]
+        if test is not None:
+            return [
+                "test= takes the held-out part of data given in Python; for a file, use "
+                "--data-opt test=FILE."
+            ]
+        return []
+    allowed = (
+        "a name or path, a NumPy array or tensor, a pair (X, y), a torch Dataset or "
+        "IterableDataset, or a DataLoader"
+    )
+    if input_kind(data) is None:
+        return [f"data must be {allowed}; got {_show(data)}."]
+    if test is not None and input_kind(test) is None:
+        return [f"test must be of the same kinds as data ({allowed[12:]}); got {_show(test)}."]
+    return []
 
 
 def tracking_problems(c: Any) -> list[str]:
@@ -203,6 +237,13 @@ def loop_feature_problems(c: Any) -> list[str]:
                 f"warmup_steps applies to the {' and '.join(WARMUP_FRACTIONS)} schedules; add "
                 "--schedule cosine (or onecycle), or drop --warmup-steps."
             )
+    if c.memory_budget is not None and parse_bytes(c.memory_budget) is None:
+        p.append(
+            "memory_budget must be a size such as 8GB, 512MiB or a number of bytes > 0, or null "
+            f"for half of the memory free; got {_show(c.memory_budget)}."
+        )
+    if c.workers is not None and (not _is_int(c.workers) or not 0 <= c.workers <= 256):
+        p.append(f"workers must be an integer from 0 to 256, or null; got {_show(c.workers)}.")
     if c.lr_schedule is not None and c.schedule != "steps":
         p.append(
             "lr_schedule (--lr-schedule) sets the factors of the steps schedule; drop it, or "

@@ -14,9 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from wae_toolkit.errors import UsageError
+from wae_toolkit.errors import UsageError, short_repr
 
-__all__ = ["CliOption", "cli", "cli_option", "default_text", "PARSERS", "plain_value"]
+__all__ = [
+    "CliOption",
+    "cli",
+    "cli_option",
+    "default_text",
+    "PARSERS",
+    "plain_value",
+    "settings_values",
+]
 
 #: How the text of an option becomes the setting's value:
 #:
@@ -151,3 +159,27 @@ def plain_value(value: Any) -> Any:
         except (TypeError, ValueError):
             return value
     return value
+
+
+def settings_values(d: Any, names: set[str]) -> dict[str, Any]:
+    """The keyword arguments ``RunConfig.from_dict`` builds a config with: ``d`` checked to be a
+    mapping of setting ``names``, and the schedule's pairs as tuples.
+
+    Raises:
+        UsageError: ``d`` is not a mapping, or has keys that are no run setting.
+    """
+    if not isinstance(d, dict):
+        raise UsageError(
+            "The run settings must be a mapping (a JSON object) of setting names to values; "
+            f"got {short_repr(d)}."
+        )
+    unknown = sorted((k for k in d if k not in names), key=str)
+    if unknown:
+        raise UsageError(
+            f"Unknown run setting(s) {', '.join(short_repr(k) for k in unknown)}; "
+            f"allowed: {', '.join(sorted(names))}."
+        )
+    d = dict(d)
+    if "lr_schedule" in d and isinstance(d["lr_schedule"], list):
+        d["lr_schedule"] = [tuple(x) if isinstance(x, list) else x for x in d["lr_schedule"]]
+    return d

@@ -15,11 +15,10 @@ from wae_toolkit.config.checks import (
     missing_tracker_packages,
     value_problems,
 )
-from wae_toolkit.config.fields import cli, parse_schedule, plain_value
+from wae_toolkit.config.fields import cli, parse_schedule, plain_value, settings_values
 from wae_toolkit.config.optimizers import OPTIMIZERS
 from wae_toolkit.config.trackers import DEFAULT_EXPERIMENT  # the table of trackers
 from wae_toolkit.errors import UsageError
-from wae_toolkit.errors import short_repr as _show
 
 __all__ = ["RunConfig", "PAPER_BETAS", "parse_schedule"]
 
@@ -45,20 +44,16 @@ class RunConfig:
     them, in the order of the fields.
 
     Attributes:
-        cost: the reconstruction cost plugin's name.
-        penalty: the latent penalty plugin's name.
-        prior: the prior plugin's name.
-        network: the network plugin's name (encoder and decoder), resolved by the registry.
-        data: built-in data set name or path (see :mod:`wae_toolkit.data`).
-        cost_opts: the cost's options.
-        penalty_opts: the penalty's options.
-        prior_opts: the prior's options (``dim`` comes from ``latent_dim``).
-        network_opts: the network's options.
-        data_opts: options of the data source (``size``, ``key``, ``test_fraction``...).
-        latent_dim: dimension D of the latent space; the prior is built with ``dim=latent_dim``.
-            ``None`` (the default) means ``min(8, values per sample)``: 8 as in the paper's MNIST
-            setup, 2 for the 2-D toy sets (codes of higher dimension than the data could only
-            fill a thin slice of the prior).
+        cost, penalty, prior, network: the plugins' names (the registry resolves them).
+        data: built-in data set name or path (see :mod:`wae_toolkit.data`), or data given in
+            Python (an array, a tensor, a torch Dataset or DataLoader: docs/data.md).
+        test: with data given in Python, its held-out part (else a seeded split).
+        cost_opts, penalty_opts, prior_opts, network_opts, data_opts: the options of each
+            plugin and of the data source (the prior's ``dim`` comes from ``latent_dim``).
+        memory_budget, workers: bytes (or text such as ``"8GB"``) the training data may take
+            on the device before they stream from disk (docs/data.md), and the loader's workers.
+        latent_dim: dimension D of the latent space (the prior's ``dim``); ``None``:
+            ``min(8, values per sample)``, 8 as in the paper, 2 for the 2-D toy sets.
         encoder: ``deterministic`` (z = E(x)) or ``gaussian`` (z ~ N(mu(x), diag sigma^2(x))).
         lam: lambda, the weight of the latent penalty.
         epochs: length of training, in passes over the training split.
@@ -73,25 +68,24 @@ class RunConfig:
         schedule, warmup_steps: ``steps`` (the factors of ``lr_schedule``), or per step
             ``cosine`` or ``onecycle`` with ``warmup_steps`` (``None``: 5%, 30% of the steps).
         seed: seed of every random generator; the same seed gives the same run on CPU.
-        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        device: ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         threads: CPU threads for training; ``None``: one for models under ``SMALL_MODEL``
             parameters on CPU, torch's default otherwise (restored when training ends).
         out: run folder; ``None`` picks a new folder under ``runs/``.
         overwrite: replace a run already in ``out`` instead of refusing.
-        log_every: write step losses to ``metrics.jsonl`` every this many steps.
-        eval_every: evaluate on the held-out split every this many epochs (and at the end).
-        input_noise: standard deviation of Gaussian noise added to the encoder's input during
-            training (the reference code's 0.01); the cost compares with the clean input.
+        log_every, eval_every: log step losses every this many steps, and evaluate on the
+            held-out split every this many epochs (and at the start and the end).
+        input_noise: std of Gaussian noise added to the encoder's input in training (the
+            reference code's 0.01).
         logvar_l1: weight of the L1 penalty ``mean_x sum_d |log sigma_d^2(x)|`` on a Gaussian
             encoder's log-variances (Rubenstein et al.), which keeps the variances from
             collapsing; 0 turns it off.
-        pretrain_steps: steps of encoder pre-training before the main loop, matching the mean
-            and covariance of the codes to the prior's (the reference code's extra); 0 skips it.
-        checkpoint_every: write a resumable checkpoint every this many steps (and at the end, and
-            when interrupted); at most this many steps are lost if the process is killed.
-        keep_checkpoints: how many of the newest checkpoints to keep.
-        skip_bad_steps: how many steps with a non-finite loss or gradient may be skipped (the
-            update is dropped, on the device) before training stops; 0 stops at the first.
+        pretrain_steps: steps of encoder pre-training matching the codes' mean and covariance
+            to the prior's (the reference code's extra); 0 skips it.
+        checkpoint_every, keep_checkpoints: write a resumable checkpoint every this many steps
+            (and at the end, and when interrupted), and keep the newest this many.
+        skip_bad_steps: how many steps with a non-finite loss or gradient may be skipped
+            (their update dropped) before training stops.
         clip_grad: clip the gradients' global norm to this value before each step (``None``:
             no clipping); the logs then hold ``grad_norm`` and ``clipped``.
         ema: decay of a moving average of the weights, updated after every step; when set, the
@@ -99,14 +93,12 @@ class RunConfig:
         monitor, patience: the held-out metric (lower is better; ``test_objective`` is
             ``test_cost + lam * test_penalty``) that picks ``best.safetensors``, and stopping
             after ``patience`` evaluations without a new best.
-        compile: compile the training step (encoder, decoder, cost and penalty) with
-            ``torch.compile``; the first steps take 10-60 s longer, later ones are faster
-            (docs/performance.md says by how much).
+        compile: compile the training step with ``torch.compile`` (docs/performance.md).
         precision: ``fp32``, ``bf16`` or ``fp16``: the encoder and decoder run under autocast
             (bf16: CUDA and CPUs with bf16 instructions; fp16: CUDA only, with a gradient scaler)
             while the cost, the penalty and the weights stay in float32.
-        track: experiment trackers to log the run to: ``"mlflow"``, ``"tensorboard"``,
-            ``"wandb"`` (each needs its optional package; see docs/tracking.md). Empty: none.
+        track: trackers to log the run to: ``mlflow``, ``tensorboard``, ``wandb``
+            (docs/tracking.md).
         tracking_uri: the MLflow tracking URI (``sqlite:///path.db`` or a path ending in
             ``.db``, ``http://...``, any URI MLflow takes); ``None`` uses
             ``sqlite:///<folder holding the run folder>/mlflow.db``.
@@ -120,13 +112,15 @@ class RunConfig:
     network: str = field(
         default="mlp", metadata=cli("Encoder/decoder architecture.", complete="network")
     )
-    data: str = field(
+    data: str | Any = field(  # the command line gives a name or a path; Python also objects
         default="digits",
         metadata=cli(
             "Built-in data set (digits, swiss-roll, moons, ring) or a path: .npy/.npz, a folder "
             "of images, or a folder of MNIST IDX files."
         ),
     )
+    #: Data given in Python only: the held-out part, of the same kinds as ``data``.
+    test: Any = None
     cost_opts: dict[str, Any] = field(default_factory=dict, metadata=_plugin_opts("cost"))
     penalty_opts: dict[str, Any] = field(default_factory=dict, metadata=_plugin_opts("penalty"))
     prior_opts: dict[str, Any] = field(default_factory=dict, metadata=_plugin_opts("prior"))
@@ -137,6 +131,21 @@ class RunConfig:
             "Option of the data source as NAME=VALUE (size, key, limit...).",
             "--data-opt",
             parse="assignments",
+        ),
+    )
+    memory_budget: str | int | None = field(
+        default=None,
+        metadata=cli(
+            "Memory the training data may take (8GB, 512MiB...); larger data stream from disk.",
+            metavar="SIZE",
+            default_help="half of the memory free (and of the GPU's)",
+        ),
+    )
+    workers: int | None = field(
+        default=None,
+        metadata=cli(
+            "Data-loader worker processes when the data stream.",
+            default_help="up to 4, one core left free",
         ),
     )
     latent_dim: int | None = field(
@@ -368,7 +377,13 @@ class RunConfig:
         return factor
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        """The settings as JSON values; data given in Python as what ``config.json`` records of
+        them (:func:`~wae_toolkit.data.objects.describe_input`), never the data themselves."""
+        from wae_toolkit.data.objects import describe_input, input_kind
+
+        given = {k: getattr(self, k) for k in ("data", "test")}
+        described = {k: describe_input(v) for k, v in given.items() if input_kind(v)}
+        d = dataclasses.asdict(dataclasses.replace(self, **described) if described else self)  # type: ignore[arg-type]
         if self.lr_schedule is not None:
             d["lr_schedule"] = [list(x) for x in self.lr_schedule]
         return d
@@ -382,19 +397,4 @@ class RunConfig:
         Raises:
             UsageError: ``d`` is not a mapping, or has keys that are no run setting.
         """
-        if not isinstance(d, dict):
-            raise UsageError(
-                "The run settings must be a mapping (a JSON object) of setting names to values; "
-                f"got {_show(d)}."
-            )
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted((k for k in d if k not in names), key=str)
-        if unknown:
-            raise UsageError(
-                f"Unknown run setting(s) {', '.join(_show(k) for k in unknown)}; "
-                f"allowed: {', '.join(sorted(names))}."
-            )
-        d = dict(d)
-        if "lr_schedule" in d and isinstance(d["lr_schedule"], list):
-            d["lr_schedule"] = [tuple(x) if isinstance(x, list) else x for x in d["lr_schedule"]]
-        return cls(**d)
+        return cls(**settings_values(d, {f.name for f in dataclasses.fields(cls)}))

@@ -23,14 +23,21 @@ samples, and ``scale``: ``"unit"`` keeps the values, ``"symmetric"`` maps data i
   10,000) or ``"paper"`` (train and test shuffled with ``seed``, 123, and the last ``holdout``,
   10,000, held out, as in the WAE paper). A single IDX file takes ``test_fraction``, ``seed``.
 
-Array shapes: ``(N, F)`` vectors; ``(N, H, W)`` images get a channel axis; ``(N, H, W, C)`` with
-C in {1, 3, 4} and H, W > 4 is channels-last and is transposed to ``(N, C, H, W)``;
-``(N, C, H, W)`` with C in {1, 3} is kept. ``uint8`` data is divided by 255. The value range
+Array shapes: ``(N, F)`` vectors; ``(N, C, L)`` signals when C <= 16 and L >= 8 C (the option
+``layout``, ``auto``, ``image`` or ``signal``, decides for any 3-D array); other ``(N, H, W)``
+images get a channel axis; ``(N, H, W, C)`` with C in {1, 3, 4} and H, W > 4 is channels-last
+and is transposed to ``(N, C, H, W)``; ``(N, C, H, W)`` with C in {1, 3} is kept. Arrays of
+images take ``size`` and ``crop`` as folders do. ``uint8`` data is divided by 255. The value range
 (``(0, 1)``, ``(-1, 1)`` or unbounded) is read from the data and tells the training loop which
 output activation the decoder needs (sigmoid, tanh or none).
 
 Every problem raises :class:`~wae_toolkit.errors.DataError` with one sentence that says what was
 wrong and what is allowed.
+
+Each source is a plugin of the kind ``data`` (:class:`~wae_toolkit.plugins.interfaces.DataSource`,
+entry-point group ``wae_toolkit.data``), the built-ins included; a Hugging Face ``datasets``
+source (``hf``: ``save_to_disk`` folders, Parquet and Arrow files) needs the ``hf`` extra. A
+third-party source builds its :class:`Dataset` with :func:`dataset_from_arrays`.
 """
 
 from __future__ import annotations
@@ -44,12 +51,14 @@ if TYPE_CHECKING:
     from wae_toolkit.data.dataset import Dataset
     from wae_toolkit.data.expected import MNIST_FILES
     from wae_toolkit.data.images import IMAGE_EXTENSIONS
+    from wae_toolkit.data.make import dataset_from_arrays
     from wae_toolkit.data.resolve import expected_contents, load_dataset
     from wae_toolkit.data.source_options import data_options
 
 __all__ = [
     "Dataset",
     "load_dataset",
+    "dataset_from_arrays",
     "builtin_datasets",
     "data_options",
     "expected_contents",
@@ -63,6 +72,7 @@ __getattr__ = lazy_getattr(
     {
         "Dataset": "dataset",
         "load_dataset": "resolve",
+        "dataset_from_arrays": "make",
         "expected_contents": "resolve",
         "builtin_datasets": "builtin",
         "data_options": "source_options",

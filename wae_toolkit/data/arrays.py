@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wae_toolkit.data.dataset import Dataset, _finish_given_split, _finish_split, _Footprint
-from wae_toolkit.data.layout import _as_labels, _check_dtype, _gather, _layout, _sample_shape
+from wae_toolkit.data.layout import _as_labels, _check_dtype, _layout, _sample_shape
+from wae_toolkit.data.resample import resize_for
 from wae_toolkit.data.source_options import _bind, _given
+from wae_toolkit.data.streamed import read_part, resident_bytes, streaming_budget
 from wae_toolkit.errors import DataError, did_you_mean
 from wae_toolkit.memory import check_fits
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -56,11 +58,11 @@ def _read_header(fp: Any, where: str) -> tuple[tuple[int, ...], np.dtype, int]:
     return tuple(shape), np.dtype(dtype), fp.tell()
 
 
-def _read_npy(path: Path, where: str) -> np.ndarray:
+def _read_npy(path: Path, where: str, layout: str) -> np.ndarray:
     with open(path, "rb") as fp:
         shape, dtype, offset = _read_header(fp, where)
     _check_dtype(dtype, where)
-    _layout(shape, where)
+    _layout(shape, where, layout)
     expected = offset + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if path.stat().st_size < expected:
         raise DataError(
@@ -78,7 +80,7 @@ _LABEL_KEYS = ("y", "Y", "labels", "targets")
 
 
 def _read_npz(
-    path: Path, where: str, key: str | None, labels_key: str | None
+    path: Path, where: str, key: str | None, labels_key: str | None, layout: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         z = np.load(path, allow_pickle=False)
@@ -105,7 +107,7 @@ def _read_npz(
                     f"{where} holds several arrays ({listed}) and none is called "
                     f"{', '.join(_DATA_KEYS)}; choose one with --data-opt key=NAME."
                 )
-        x = _npz_member(z, path, key)
+        x = _npz_member(z, path, key, layout=layout)
         labels = None
         if labels_key is not None:
             if labels_key not in keys:
@@ -132,7 +134,9 @@ def _read_npz(
     return x, labels
 
 
-def _npz_member(z: Any, path: Path, key: str, labels: bool = False) -> np.ndarray:
+def _npz_member(
+    z: Any, path: Path, key: str, labels: bool = False, layout: str = "auto"
+) -> np.ndarray:
     where = f"Array '{key}' in '{path}'"
     names = z.zip.namelist()
     member = f"{key}.npy" if f"{key}.npy" in names else key
@@ -143,7 +147,7 @@ def _npz_member(z: Any, path: Path, key: str, labels: bool = False) -> np.ndarra
         raise DataError(f"{where} could not be read ({exc}).") from None
     _check_dtype(dtype, where)
     if not labels:
-        _layout(shape, where)
+        _layout(shape, where, layout)
     check_fits(  # an .npz member is decompressed whole: refused before, when it cannot fit
         math.prod(shape) * dtype.itemsize,
         f"Reading array '{key}' of '{path}' (shape {tuple(shape)}, {dtype})",
@@ -160,10 +164,10 @@ def _npz_member(z: Any, path: Path, key: str, labels: bool = False) -> np.ndarra
 def _read_array_file(
     path: Path, opts: dict[str, Any], kind: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    where = f"'{path}'"
+    where, layout = f"'{path}'", opts.get("layout", "auto")
     if kind == "npy":
-        return _read_npy(path, where), None
-    return _read_npz(path, where, opts.get("key"), opts.get("labels_key"))
+        return _read_npy(path, where, layout), None
+    return _read_npz(path, where, opts.get("key"), opts.get("labels_key"), layout)
 
 
 def _load_arrays(path: Path, name: str, kind: str, options: Mapping[str, Any] | None) -> Dataset:
@@ -171,21 +175,8 @@ def _load_arrays(path: Path, name: str, kind: str, options: Mapping[str, Any] | 
     opts = _bind(options, table, f"the {'.npy' if kind == 'npy' else '.npz'} file '{name}'")
     given = _given(options)
     x, labels = _read_array_file(path, opts, kind)
-    layout = _layout(x.shape, f"'{path}'")
-    shape = _sample_shape(x.shape, layout)
-    footprint = _Footprint(
-        per_sample=4 * math.prod(shape),
-        what=f"samples of shape {shape} from '{name}' as float32",
-        fix="use a smaller file, or fewer training samples with --data-opt limit=N (the test "
-        "part is read whole)",
-    )
-    what = f"arrays from '{name}'"
     if opts["test"] is None:
-
-        def take(idx: np.ndarray, part: str) -> torch.Tensor:
-            return _gather(x, idx, layout, f"The {part} part of '{path}'")
-
-        return _finish_split(name, what, len(x), take, labels, opts, footprint=footprint)
+        return arrays_dataset(x, labels, None, opts, name, f"arrays from '{name}'", (f"'{path}'",))
     if "test_fraction" in given:
         raise DataError(
             "Give either --data-opt test=FILE or --data-opt test_fraction=F, not both: "
@@ -200,16 +191,65 @@ def _load_arrays(path: Path, name: str, kind: str, options: Mapping[str, Any] | 
     test_kind = _sniff(test_path)
     if test_kind == "other":
         raise DataError(_not_numpy_message(test_path))
-    test_opts = dict(opts) if test_kind == "npz" else {}
+    test_opts = dict(opts) if test_kind == "npz" else {"layout": opts["layout"]}
     xt, labels_t = _read_array_file(test_path, test_opts, test_kind)
-    layout_t = _layout(xt.shape, f"'{test_path}'")
+    what = f"arrays from '{name}', test from '{opts['test']}'"
+    wheres: tuple[str, ...] = (f"'{path}'", f"Test file '{test_path}'")
+    wheres += (f"The training file '{path}'", f"The test file '{test_path}'")
+    return arrays_dataset(x, labels, (xt, labels_t), opts, name, what, wheres)
+
+
+def arrays_dataset(
+    x: np.ndarray,
+    labels: np.ndarray | None,
+    test: tuple[np.ndarray, np.ndarray | None] | None,
+    opts: dict[str, Any],
+    name: str,
+    what: str,
+    wheres: tuple[str, ...],
+) -> Dataset:
+    """The data set of the samples ``x`` (an array, possibly memory-mapped, shaped as a ``.npy``
+    file may be) and their ``labels``: laid out, resized and split as the bound options ``opts``
+    say, or with the given ``test`` part ``(samples, labels)``. ``wheres`` name the training
+    (and test) array in messages. Files and data given in Python share it, so that the same
+    samples make the same data set. With a ``test`` part, ``wheres`` also name both in sentences
+    of their own (``"Test file 't.npy'"``, ``"The training file 'x.npy'"``, ``"The test file
+    't.npy'"``)."""
+    _check_dtype(x.dtype, _cap(wheres[0]))
+    layout = _layout(x.shape, _cap(wheres[0]), opts["layout"])
+    resize = resize_for(opts, x.shape, layout, _cap(wheres[0]))
+    shape = _sample_shape(x.shape, layout)
+    shape = shape if resize is None else resize.shape(shape)
+    budget = streaming_budget()
+    streams = budget is not None and resident_bytes(len(x), shape, x.dtype) > budget
+    footprint: _Footprint | None = (
+        None
+        if streams
+        else _Footprint(
+            per_sample=4 * math.prod(shape),
+            what=f"samples of shape {shape} from '{name}' as float32",
+            fix="use a smaller data set, or fewer training samples with --data-opt limit=N (the "
+            "test part is read whole)",
+        )
+    )
+    if test is None:
+
+        def take(idx: np.ndarray, part: str) -> Any:
+            where = f"The {part} part of {wheres[0]}"
+            return read_part(x, idx, layout, resize, shape, where, training=part == "training")
+
+        return _finish_split(name, what, len(x), take, labels, opts, footprint=footprint)
+    xt, labels_t = test
+    _check_dtype(xt.dtype, _cap(wheres[1]))
+    layout_t = _layout(xt.shape, _cap(wheres[1]), opts["layout"])
+    resize_t = resize_for(opts, xt.shape, layout_t, _cap(wheres[1]))
     shape_t = _sample_shape(xt.shape, layout_t)
+    shape_t = shape_t if resize_t is None else resize_t.shape(shape_t)
     if shape != shape_t:
         raise DataError(
-            f"Test file '{test_path}' holds samples of shape {shape_t} but '{path}' holds "
-            f"{shape}; train and test samples must have the same shape."
+            f"{_cap(wheres[1])} holds samples of shape {shape_t} but {wheres[0]} holds {shape}; "
+            "train and test samples must have the same shape."
         )
-    what = f"arrays from '{name}', test from '{opts['test']}'"
     return _finish_given_split(
         name,
         what,
@@ -217,9 +257,14 @@ def _load_arrays(path: Path, name: str, kind: str, options: Mapping[str, Any] | 
         labels,
         labels_t,
         opts,
-        wheres=(f"The training file '{path}'", f"The test file '{test_path}'"),
+        wheres=(wheres[2], wheres[3]),
         footprint=footprint,
+        resizes=(resize, resize_t),
     )
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _not_numpy_message(path: Path) -> str:

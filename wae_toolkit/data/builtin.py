@@ -1,4 +1,5 @@
-"""Built-in data sets: scikit-learn's 8x8 digits and the seeded 2-D toy sets."""
+"""Built-in data sets: scikit-learn's 8x8 digits and the seeded 2-D toy sets, as the data sources
+of kind ``name`` (``--data digits``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from wae_toolkit.data.dataset import Dataset, _from_arrays
+from wae_toolkit.data.source_base import TableSource
 from wae_toolkit.data.source_options import _bind
 from wae_toolkit.errors import DataError
 from wae_toolkit.memory import check_fits
@@ -84,9 +86,60 @@ def _load_toy(name: str, options: Mapping[str, Any] | None) -> Dataset:
     return _from_arrays(name, what, x, labels, opts, unbounded=True)
 
 
-_BUILTIN_LOADERS: dict[str, Callable[[str, Mapping[str, Any] | None], Dataset]] = {
-    "digits": _load_digits,
-    "swiss-roll": _load_toy,
-    "moons": _load_toy,
-    "ring": _load_toy,
-}
+# ---------------------------------------------------------------------------------------------
+# The built-in names as data-source plugins (entry points in pyproject.toml, group
+# wae_toolkit.data), each given by its name: ``--data digits``.
+
+
+class DigitsSource(TableSource):
+    """scikit-learn's 1,797 real 8x8 handwritten digits, (1, 8, 8) in [0, 1], 10 classes.
+
+    Bundled with scikit-learn, so nothing is downloaded; the default data set. The test part is
+    the last ``test_fraction`` (20%, 360 images) of a permutation with ``seed`` (123).
+    """
+
+    kind = "name"
+    tables = ("digits",)
+
+    def read(self, spec: str, path: Any, found: Any, options: Mapping[str, Any]) -> Dataset:
+        return _load_digits("digits", options)
+
+
+class _ToySource(TableSource):
+    """A 2-D toy set generated from the seed."""
+
+    kind = "name"
+    toy = ""
+
+    def read(self, spec: str, path: Any, found: Any, options: Mapping[str, Any]) -> Dataset:
+        return _load_toy(self.toy, options)
+
+
+class SwissRollSource(_ToySource):
+    """A 2-D swiss roll standardised to unit scale (toy set for quick runs and plots), unbounded.
+
+    ``n`` points generated from ``seed``, with Gaussian noise of standard deviation ``noise``.
+    """
+
+    tables = ("swiss-roll",)
+    toy = "swiss-roll"
+
+
+class MoonsSource(_ToySource):
+    """Two interleaving half circles in 2-D, centred, 2 classes (toy set), unbounded.
+
+    ``n`` points generated from ``seed``, with Gaussian noise of standard deviation ``noise``.
+    """
+
+    tables = ("moons",)
+    toy = "moons"
+
+
+class RingSource(_ToySource):
+    """A ring of 8 Gaussians of radius 2 in 2-D, 8 classes (toy set), unbounded.
+
+    ``n`` points generated from ``seed``, with Gaussian noise of standard deviation ``noise``.
+    """
+
+    tables = ("ring",)
+    toy = "ring"

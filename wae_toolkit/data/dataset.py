@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from wae_toolkit.data.layout import _gather
+from wae_toolkit.data.layout import _gather, _sample_shape
+from wae_toolkit.data.resample import Resize
+from wae_toolkit.data.streamed import StreamedPart, read_part
 from wae_toolkit.errors import DataError
 from wae_toolkit.memory import check_fits
 
@@ -33,7 +35,9 @@ class Dataset:
 
     Attributes:
         name: The built-in name (``"digits"``, ``"swiss-roll"``) or the path as given.
-        train: ``(N, *S)`` float32 training samples on the CPU.
+        train: ``(N, *S)`` float32 training samples on the CPU; when a run loads a data set
+            larger than its memory budget, a :class:`~wae_toolkit.data.streamed.StreamedPart`
+            that reads them a batch at a time.
         test: ``(M, *S)`` float32 held-out samples; the same for a given data set and seed.
         train_labels: ``(N,)`` int64 class labels, or ``None``.
         test_labels: ``(M,)`` int64 class labels, or ``None``.
@@ -45,7 +49,7 @@ class Dataset:
     """
 
     name: str
-    train: torch.Tensor = field(repr=False)
+    train: torch.Tensor | StreamedPart = field(repr=False)
     test: torch.Tensor = field(repr=False)
     train_labels: torch.Tensor | None = field(repr=False)
     test_labels: torch.Tensor | None = field(repr=False)
@@ -55,13 +59,30 @@ class Dataset:
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        """Shape ``S`` of one sample: ``(F,)`` for vectors, ``(C, H, W)`` for images."""
+        """Shape ``S`` of one sample: ``(F,)`` for vectors, ``(C, L)`` for signals, ``(C, H, W)``
+        for images."""
         return tuple(self.train.shape[1:])
+
+    @property
+    def train_tensor(self) -> torch.Tensor:
+        """The training samples as one tensor (a data set loaded outside a run's memory budget
+        always has it)."""
+        if isinstance(self.train, StreamedPart):
+            raise DataError(
+                f"The training part of '{self.name}' is read a batch at a time (it is larger "
+                "than the memory budget); load the data set without a budget to hold it whole."
+            )
+        return self.train
 
     @property
     def is_image(self) -> bool:
         """Whether samples are images, shaped ``(C, H, W)``."""
         return len(self.sample_shape) == 3
+
+    @property
+    def is_signal(self) -> bool:
+        """Whether samples are signals, shaped ``(C, L)``."""
+        return len(self.sample_shape) == 2
 
 
 @dataclass(frozen=True)
@@ -157,7 +178,7 @@ def _labels_tensor(labels: np.ndarray | None, idx: np.ndarray | None) -> torch.T
 def _finish(
     name: str,
     what: str,
-    train: torch.Tensor,
+    train: torch.Tensor | StreamedPart,
     test: torch.Tensor,
     train_labels: torch.Tensor | None,
     test_labels: torch.Tensor | None,
@@ -170,7 +191,12 @@ def _finish(
     (:func:`~wae_toolkit.data.layout._gather`); the minimum and maximum of each part (which
     torch computes as NaN when a NaN is there) only guard the other sources.
     """
-    lows, highs = (float(train.min()), float(test.min())), (float(train.max()), float(test.max()))
+    lo_train, hi_train = (
+        train.scan()
+        if isinstance(train, StreamedPart)
+        else (float(train.min()), float(train.max()))
+    )
+    lows, highs = (lo_train, float(test.min())), (hi_train, float(test.max()))
     for label, lo_part, hi_part in zip(("training", "test"), lows, highs, strict=True):
         if not (math.isfinite(lo_part) and math.isfinite(hi_part)):
             raise DataError(
@@ -194,10 +220,13 @@ def _finish(
                 f"({what}) is {range_text}; drop the option (scale=unit keeps the values)."
             )
         for part in (train, test):  # fresh tensors: scaled in place to spare memory
-            part.mul_(2.0).sub_(1.0)
+            if isinstance(part, StreamedPart):
+                part.symmetric = True  # scaled batch by batch, on the device
+            else:
+                part.mul_(2.0).sub_(1.0)
         value_range, range_text = (-1.0, 1.0), "in [-1, 1] (scale=symmetric: 2x - 1)"
     shape = tuple(train.shape[1:])
-    kind = "images" if len(shape) == 3 else "vectors"
+    kind = {3: "images", 2: "signals"}.get(len(shape), "vectors")
     classes = ""
     if train_labels is not None and test_labels is not None:
         n_classes = len(torch.unique(torch.cat([train_labels, test_labels])))
@@ -294,18 +323,22 @@ def _finish_given_split(
     opts: dict[str, Any],
     wheres: tuple[str, str] = ("The training data", "The test data"),
     footprint: _Footprint | None = None,
+    resizes: tuple[Resize | None, Resize | None] = (None, None),
 ) -> Dataset:
     """Keep a given train/test split, ``arrays = (x, layout, x_test, layout_test)``: the first
     ``limit`` training samples and the whole test part; labels only if both parts have them.
     ``wheres`` name the two parts in messages about bad values; with a ``footprint``, reading
-    them is first checked against the machine's memory."""
+    them is first checked against the machine's memory; ``resizes`` crop and resize the images
+    of each part (the data options ``crop`` and ``size``)."""
     x, layout, xt, layout_t = arrays
     n_train = min(len(x), opts["limit"] or len(x))
     if footprint is not None:
         footprint.check(n_train + len(xt), extra=n_train * _INDEX_BYTES["numpy"])
     train_idx = np.arange(n_train)
-    train = _gather(x, train_idx, layout, wheres[0])
-    test = _gather(xt, None, layout_t, wheres[1])
+    shape = _sample_shape(x.shape, layout)
+    shape = shape if resizes[0] is None else resizes[0].shape(shape)
+    train = read_part(x, train_idx, layout, resizes[0], shape, wheres[0], training=True)
+    test = _gather(xt, None, layout_t, wheres[1], resize=resizes[1])
     if labels is None or test_labels is None:
         labels = test_labels = None
     return _finish(

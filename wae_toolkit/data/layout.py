@@ -12,24 +12,53 @@ from typing import Any
 import numpy as np
 import torch
 
+from wae_toolkit.data.resample import Resize
 from wae_toolkit.errors import DataError
 
 _ALLOWED_SHAPES = (
-    "(N, F) vectors, (N, H, W) grayscale images, (N, H, W, C) channels-last images with C in "
-    "1, 3 or 4 and H, W > 4, or (N, C, H, W) images with C in 1 or 3, with N >= 2 samples"
+    "(N, F) vectors, (N, C, L) signals, (N, H, W) grayscale images, (N, H, W, C) channels-last "
+    "images with C in 1, 3 or 4 and H, W > 4, or (N, C, H, W) images with C in 1 or 3, with "
+    "N >= 2 samples"
 )
+#: What the data option ``layout`` takes: ``auto`` applies :data:`LAYOUT_RULE`.
+LAYOUTS = ("auto", "image", "signal")
+#: How ``layout=auto`` reads a 3-D array ``(N, A, B)``.
+LAYOUT_RULE = (
+    "an (N, A, B) array holds signals of A channels and length B when A <= 16 and B >= 8 A, "
+    "else grayscale images of A x B pixels"
+)
+_MAX_SIGNAL_CHANNELS, _MIN_SIGNAL_RATIO = 16, 8
 
 _CHUNK_BYTES = 64 * 2**20  # raw bytes gathered at a time when converting an array to float32
 
 
-def _layout(shape: tuple[int, ...], where: str) -> str:
-    """How an array of ``shape`` maps to samples: ``flat``, ``hw``, ``hwc`` or ``chw``."""
+def _layout(shape: tuple[int, ...], where: str, layout: str = "auto") -> str:
+    """How an array of ``shape`` maps to samples: ``flat``, ``hw``, ``hwc`` or ``chw`` (images),
+    ``cl`` (signals, kept) or ``l`` (one-channel signals, a channel axis added).
+
+    ``layout`` is the data option: ``auto`` (:data:`LAYOUT_RULE` for 3-D arrays), ``image`` or
+    ``signal``, which say what a 3-D array holds (``signal`` also reads 2-D arrays as
+    one-channel signals)."""
     if len(shape) < 2 or shape[0] < 2 or 0 in shape:
         raise DataError(f"{where} has shape {tuple(shape)}; allowed are {_ALLOWED_SHAPES}.")
+    if layout == "signal":
+        if len(shape) in (2, 3):
+            return "l" if len(shape) == 2 else "cl"
+        raise DataError(
+            f"{where} has shape {tuple(shape)}; layout=signal takes (N, C, L) signals or (N, L) "
+            "one-channel signals."
+        )
     if len(shape) == 2:
+        if layout == "image":
+            raise DataError(
+                f"{where} has shape {tuple(shape)}; layout=image takes (N, H, W), (N, H, W, C) "
+                "or (N, C, H, W) images."
+            )
         return "flat"
     if len(shape) == 3:
-        return "hw"
+        _, a, b = shape
+        signal = a <= _MAX_SIGNAL_CHANNELS and b >= _MIN_SIGNAL_RATIO * a
+        return "cl" if layout == "auto" and signal else "hw"
     if len(shape) == 4:
         _, a, b, c = shape
         if c in (1, 3, 4) and a > 4 and b > 4:
@@ -40,7 +69,7 @@ def _layout(shape: tuple[int, ...], where: str) -> str:
 
 
 def _sample_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
-    if layout == "hw":
+    if layout in ("hw", "l"):
         return (1, *shape[1:])
     if layout == "hwc":
         return (shape[3], shape[1], shape[2])
@@ -61,18 +90,25 @@ def _check_dtype(dtype: np.dtype, where: str) -> None:
 
 
 def _gather(
-    x: np.ndarray, idx: np.ndarray | None, layout: str, where: str | None = None
+    x: np.ndarray,
+    idx: np.ndarray | None,
+    layout: str,
+    where: str | None = None,
+    resize: Resize | None = None,
 ) -> torch.Tensor:
     """Copy the samples ``x[idx]`` (all when ``idx`` is None) into one float32 tensor.
 
     The samples are read and converted a chunk at a time (a memory-mapped file is never read
-    whole). For floating point data each converted chunk is checked as it is written: NaN,
-    infinities and values beyond float32's range are refused with a :class:`DataError` that
-    begins with ``where`` (e.g. ``"The test part of 'x.npy'"``), counts the bad values and names
-    the first bad sample by its index in ``x``. Integer data cannot hold such values.
+    whole); images are cropped and resized by ``resize`` as they are read (before ``uint8`` data
+    is divided by 255, as image files are). For floating point data each converted chunk is
+    checked as it is written: NaN, infinities and values beyond float32's range are refused with
+    a :class:`DataError` that begins with ``where`` (e.g. ``"The test part of 'x.npy'"``), counts
+    the bad values and names the first bad sample by its index in ``x``. Integer data cannot hold
+    such values.
     """
     n = len(x) if idx is None else len(idx)
-    out = np.empty((n, *_sample_shape(x.shape, layout)), dtype=np.float32)
+    shape = _sample_shape(x.shape, layout)
+    out = np.empty((n, *(shape if resize is None else resize.shape(shape))), dtype=np.float32)
     per_sample = max(1, math.prod(x.shape[1:]) * x.dtype.itemsize)
     step = max(1, _CHUNK_BYTES // per_sample)
     check = x.dtype.kind == "f"
@@ -80,13 +116,9 @@ def _gather(
     for start in range(0, n, step):
         stop = min(start + step, n)
         part = x[start:stop] if idx is None else x[idx[start:stop]]
-        part = np.asarray(part)
-        if layout == "hw":
-            part = part[:, None]
-        elif layout == "hwc":
-            part = part.transpose(0, 3, 1, 2)
+        part = _arrange(np.asarray(part), layout)
         with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 -> inf
-            out[start:stop] = part
+            out[start:stop] = part if resize is None else resize.apply(part)
         if check:
             bad = ~np.isfinite(out[start:stop])
             count = int(np.count_nonzero(bad))
@@ -105,6 +137,16 @@ def _gather(
     if x.dtype == np.uint8:
         out /= 255.0
     return torch.from_numpy(out)
+
+
+def _arrange(part: np.ndarray, layout: str) -> np.ndarray:
+    """Rows of an array as samples: a channel axis added (``hw``, ``l``), or moved first
+    (``hwc``)."""
+    if layout in ("hw", "l"):
+        return part[:, None]
+    if layout == "hwc":
+        return part.transpose(0, 3, 1, 2)
+    return part
 
 
 def _as_labels(arr: Any, n: int, where: str, explicit: bool) -> np.ndarray | None:

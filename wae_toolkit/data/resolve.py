@@ -1,19 +1,35 @@
-"""The entry point :func:`load_dataset`: a built-in name or a path, dispatched to its source."""
+"""The entry point :func:`load_dataset`: a name or a path, dispatched to its data source.
+
+The sources are plugins of the kind ``data``
+(:class:`~wae_toolkit.plugins.interfaces.DataSource`), found through the registry: a name goes to
+the source of kind ``name`` registered under it; a path is offered to the file and folder sources
+in order (:data:`~wae_toolkit.data.sources.PATH_SOURCE_ORDER` for the built-ins, then the others
+by name), and the first that claims it reads it. Only the source asked for is imported, and for
+a path the file and folder sources needed to claim it.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from wae_toolkit.data.builtin import _BUILTIN_LOADERS, _BUILTINS
+from wae_toolkit.data.builtin import _BUILTINS
 from wae_toolkit.data.dataset import Dataset
 from wae_toolkit.data.expected import CELEBA_FOLDER_TEXT, MNIST_FILES_TEXT
 from wae_toolkit.data.images import IMAGE_EXTENSIONS
 from wae_toolkit.data.source_options import _given, _join
-from wae_toolkit.data.sources import SOURCES
-from wae_toolkit.errors import DataError, did_you_mean
+from wae_toolkit.data.sources import PATH_SOURCE_ORDER
+from wae_toolkit.errors import DataError, PluginLoadError, WaeError, did_you_mean
+from wae_toolkit.plugins.interfaces import DataSource
+from wae_toolkit.plugins.registry import (
+    DATA_KIND,
+    get_plugin_class,
+    list_plugins,
+    plugin_class,
+    plugin_names,
+)
 
 _SOURCES_HINT = (
     "give a built-in name ({builtins}), a .npy/.npz file, a folder of images, or a folder of "
@@ -75,8 +91,10 @@ def load_dataset(
         raise DataError(f"No data set given; {wanted or sources}.")
     name = text.lower().replace("_", "-")
     looks_like_path = any(c in text for c in "/\\") or text.startswith((".", "~"))
-    if name in _BUILTINS and not looks_like_path:
-        return _BUILTIN_LOADERS[name](name, options)
+    if not looks_like_path:
+        source = _name_source(name)
+        if source is not None:
+            return source.from_options(options, name).load(name)
     path = Path(text).expanduser()
     if path.is_dir():
         return _load_folder(path, text, options, wanted)
@@ -107,13 +125,15 @@ def _wanted(options: Mapping[str, Any] | None, expects: str | None) -> str | Non
 def _load_folder(
     folder: Path, name: str, options: Mapping[str, Any] | None, wanted: str | None
 ) -> Dataset:
-    for source in SOURCES.values():
-        found = source.claims(folder) if source.kind == "folder" else None
-        if found:
-            return source.load(folder, name, found, options)
+    loaded = _claimed(folder, name, options)
+    if loaded is not None:
+        return loaded
     entries = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     arrays = [e for e in entries if Path(e).suffix.lower() in (".npy", ".npz")]
+    tables = [e for e in entries if Path(e).suffix.lower() in (".parquet", ".arrow")]
     hint = f" (to use the array file {arrays[0]}, give its path)" if arrays else ""
+    if tables and not arrays:
+        hint = f" (to use the Hugging Face data file {tables[0]}, give its path)"
     if entries:
         more = f" and {len(entries) - 3} more" if len(entries) > 3 else ""
         state = f"holds only other files ({', '.join(entries[:3])}{more})"
@@ -130,10 +150,9 @@ def _load_folder(
 
 def _load_file(path: Path, name: str, options: Mapping[str, Any] | None) -> Dataset:
     suffix = path.suffix.lower()
-    for source in SOURCES.values():
-        found = source.claims(path) if source.kind == "file" else None
-        if found:
-            return source.load(path, name, found, options)
+    loaded = _claimed(path, name, options)
+    if loaded is not None:
+        return loaded
     if path.name.lower().endswith(IMAGE_EXTENSIONS):
         raise DataError(
             f"'{name}' is a single image; give the folder that holds the images instead."
@@ -143,3 +162,62 @@ def _load_file(path: Path, name: str, options: Mapping[str, Any] | None) -> Data
         "file, an IDX file (such as train-images-idx3-ubyte), a folder of images, or a "
         f"built-in name ({', '.join(_BUILTINS)})."
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The data sources, through the registry.
+
+
+def _name_source(name: str) -> type[DataSource] | None:
+    """The installed source of kind ``name`` registered as ``name``, if there is one (only that
+    plugin is imported)."""
+    if name not in plugin_names(DATA_KIND):
+        return None
+    cls: type[DataSource] = get_plugin_class(DATA_KIND, name)
+    return cls if cls.kind == "name" else None
+
+
+def path_sources(folder: bool) -> Iterator[tuple[str, type[DataSource]]]:
+    """``(name, class)`` of the sources that read folders (``folder``) or files, in the order a
+    path is offered to them: the built-ins in :data:`~wae_toolkit.data.sources.PATH_SOURCE_ORDER`,
+    then the others by name. Each is imported when it is reached.
+
+    Raises:
+        PluginLoadError: once every other source was offered the path, the first that failed to
+            import: a broken plugin only matters when no other source claims the path.
+    """
+    rank = {n: i for i, n in enumerate(PATH_SOURCE_ORDER)}
+    infos = sorted(
+        list_plugins(DATA_KIND),
+        key=lambda i: (not i.builtin, rank.get(i.name, len(rank)), i.name),
+    )
+    kinds = ("folder", "path") if folder else ("file", "path")
+    failed: list[PluginLoadError] = []
+    for info in infos:
+        try:
+            cls: type[DataSource] = plugin_class(info)
+        except PluginLoadError as exc:
+            failed.append(exc)
+            continue
+        if cls.kind in kinds:
+            yield info.name, cls
+    if failed:
+        raise failed[0]
+
+
+def _claimed(path: Path, spec: str, options: Mapping[str, Any] | None) -> Dataset | None:
+    """The data set read by the first source that claims ``path``, or ``None`` if none does."""
+    for name, cls in path_sources(path.is_dir()):
+        try:
+            found = cls().claims(path)
+        except WaeError:
+            raise
+        except Exception as exc:  # a third party's claims must not raise; name it if it does
+            raise DataError(
+                f"The data source '{name}' failed while checking '{spec}': "
+                f"{type(exc).__name__}: {exc}."
+            ) from exc
+        if found:
+            loaded: Dataset = cls.from_options(options, name).load(spec, path, found)
+            return loaded
+    return None

@@ -52,6 +52,19 @@ _PAPER_SPLIT_ONLY = ("seed", "holdout")
 _TEST_FILE = _Opt(str | None, None, "a second file holding the test split (else test_fraction)")
 _KEY = _Opt(str | None, None, "name of the data array in the .npz file")
 _LABELS_KEY = _Opt(str | None, None, "name of the label array in the .npz file")
+_SIZE = _Opt(int | None, None, "resize every image to size x size pixels")
+_CROP = _Opt(int | None, None, "centre-crop to crop x crop pixels before resizing")
+#: How an array's shape is read (the rule of ``auto``: :data:`wae_toolkit.data.layout.LAYOUT_RULE`).
+_ARRAY_SHAPE = {
+    "layout": _Opt(
+        Literal["auto", "image", "signal"],
+        "auto",
+        "what a 3-D array (N, A, B) holds; auto: signals (A channels, length B) when A <= 16 "
+        "and B >= 8 A, else A x B images",
+    ),
+    "size": _SIZE,
+    "crop": _CROP,
+}
 
 #: Source label -> option table. Labels are what error messages call each kind of source.
 _TABLES: dict[str, dict[str, _Opt]] = {
@@ -59,14 +72,20 @@ _TABLES: dict[str, dict[str, _Opt]] = {
     "swiss-roll": _toy_options(0.05),
     "moons": _toy_options(0.05),
     "ring": _toy_options(0.05),
-    ".npy files": {"test": _TEST_FILE, **_SPLIT},
-    ".npz files": {"key": _KEY, "labels_key": _LABELS_KEY, "test": _TEST_FILE, **_SPLIT},
+    ".npy files": {"test": _TEST_FILE, **_ARRAY_SHAPE, **_SPLIT},
+    ".npz files": {
+        "key": _KEY,
+        "labels_key": _LABELS_KEY,
+        "test": _TEST_FILE,
+        **_ARRAY_SHAPE,
+        **_SPLIT,
+    },
     "image folders": {
-        "size": _Opt(int | None, None, "resize every image to size x size pixels"),
+        "size": _SIZE,
         "channels": _Opt(
             Literal[1, 3] | None, None, "1 (grayscale) or 3 (RGB); default: 1 if all are gray"
         ),
-        "crop": _Opt(int | None, None, "centre-crop to crop x crop pixels before resizing"),
+        "crop": _CROP,
         "holdout": _Opt(
             int | None, None, "hold out the last N images of a seeded shuffle (not test_fraction)"
         ),
@@ -84,6 +103,7 @@ _TABLES: dict[str, dict[str, _Opt]] = {
         "scale": _SCALE,
     },
     "single IDX files": dict(_SPLIT),
+    "data given in Python": {**_ARRAY_SHAPE, **_SPLIT},
 }
 _NOTES = {
     ("MNIST IDX folders", "test_fraction"): (

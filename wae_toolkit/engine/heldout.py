@@ -30,8 +30,11 @@ MAX_MMD_SAMPLES = 2000
 def latent_mmd(z_q: Tensor, z_p: Tensor, prior: Prior) -> float:
     """Biased IMQ MMD^2 between ``z_q`` and ``z_p`` with the kernel scale taken from ``prior``.
 
-    Computed in float64, blockwise (:func:`~wae_toolkit.numerics.fused_mmd.fused_mmd2`).
+    Computed in float64, blockwise (:func:`~wae_toolkit.numerics.fused_mmd.fused_mmd2`); on
+    Apple's MPS, which has no float64, on the CPU.
     """
+    if z_q.device.type == "mps":
+        z_q, z_p = z_q.cpu(), z_p.cpu()
     c = 2.0 * prior.dim * prior.variance
     constants = tuple(c * s for s in PAPER_SCALES)
     return float(

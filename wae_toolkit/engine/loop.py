@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from wae_toolkit.config.settings import RunConfig
+from wae_toolkit.data.objects import data_label
 from wae_toolkit.devices import resolve_device
 from wae_toolkit.engine.best import BestWeights, weight_tensors
 from wae_toolkit.engine.callbacks import Callback, CallbackList, RunResult
@@ -184,8 +185,9 @@ class Loop:
         s.comps.model.train()
         s.comps.penalty.train()
         rows = self._order(epoch)
-        for i in range(state.batch, s.steps_per_epoch):
-            state.record(s.step(s.train_x[rows[i]], state.step + 1))
+        batches = s.batches.epoch(rows, state.batch)
+        for i, x in zip(range(state.batch, s.steps_per_epoch), batches, strict=True):
+            state.record(s.step(x, state.step + 1))
             state.step, state.batch = state.step + 1, i + 1
             self.schedule.step_end(state.step)
             at_log = state.step % s.config.log_every == 0 or i == s.steps_per_epoch - 1
@@ -299,7 +301,7 @@ def _run_dir(config: RunConfig, ctx: DistContext) -> Path:
     """``config.out``, or a new folder; in multi-process runs rank 0's choice."""
     if config.out:
         return Path(config.out)
-    chosen = [str(default_run_dir(config.data, config.penalty))]
+    chosen = [str(default_run_dir(data_label(config.data), config.penalty))]
     if ctx.is_distributed:
         import torch.distributed as dist
 

@@ -22,8 +22,11 @@ from wae_toolkit.assembly.optimizer import make_optimizer
 from wae_toolkit.config.checks import FP16_ON_CUDA_ONLY
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.data import Dataset, load_dataset
+from wae_toolkit.data.objects import load_objects
+from wae_toolkit.data.streamed import StreamedPart, memory_budget
 from wae_toolkit.devices import resolve_device
 from wae_toolkit.engine.averaging import WeightAverage
+from wae_toolkit.engine.batches import ResidentBatches, StreamedBatches, default_workers
 from wae_toolkit.engine.checkpoint import check_writable, estimate_checkpoint_bytes, load_checkpoint
 from wae_toolkit.engine.distributed import DistContext, ddp_model, sync_module
 from wae_toolkit.engine.faults import BadSteps
@@ -35,6 +38,7 @@ from wae_toolkit.engine.schedules.schedule import Schedule
 from wae_toolkit.engine.state import LoopState, check_extra
 from wae_toolkit.engine.step import StepFunctions, TrainStep
 from wae_toolkit.errors import UsageError
+from wae_toolkit.memory import default_budget, parse_bytes
 from wae_toolkit.runs.folder import CONFIG, SUMMARY, check_run_dir, prepare_run_dir, write_json
 from wae_toolkit.runs.read import read_json_object
 from wae_toolkit.runs.safe_io import RunLock
@@ -54,7 +58,7 @@ class Session:
     out: Path
     data: Dataset
     comps: Components
-    train_x: torch.Tensor
+    batches: ResidentBatches | StreamedBatches  #: the training batches
     test_x: torch.Tensor
     batch: int  #: the global batch
     steps_per_epoch: int
@@ -75,7 +79,7 @@ class Session:
 
     @property
     def device(self) -> torch.device:
-        return self.train_x.device
+        return self.test_x.device
 
     @property
     def eval_model(self) -> Any:
@@ -92,7 +96,7 @@ class Session:
 
     @property
     def n(self) -> int:
-        return len(self.train_x)
+        return len(self.data.train)
 
 
 def _threads_for(config: RunConfig, device: torch.device, n_params: int) -> int:
@@ -105,20 +109,39 @@ def _threads_for(config: RunConfig, device: torch.device, n_params: int) -> int:
 
 def _data_on(
     config: RunConfig, device: torch.device
-) -> tuple[RunConfig, Dataset, Components, torch.Tensor, torch.Tensor]:
-    """The data set on ``device`` and the plugins built for it (one time each)."""
+) -> tuple[RunConfig, Dataset, Components, Any, torch.Tensor]:
+    """The data set on ``device`` (its training part as a :class:`ResidentBatches` or, when it is
+    larger than the memory budget, a :class:`StreamedBatches`) and the plugins built for it
+    (one time each)."""
     torch.manual_seed(config.seed)
-    data = load_dataset(config.data, config.data_opts)
+    budget = parse_bytes(config.memory_budget) if config.memory_budget is not None else None
+    with memory_budget(budget if budget is not None else default_budget(device)):
+        if isinstance(config.data, str):
+            data = load_dataset(config.data, config.data_opts)
+        else:  # data given in Python
+            data = load_objects(config.data, config.test, config.data_opts, config.batch_size)
     config = dataclasses.replace(config, latent_dim=config.resolved_latent_dim(data.sample_shape))
     comps = build_components(config, data.sample_shape, data.value_range)
     comps.model.to(device)
     comps.penalty.to(device)
-    train_x, test_x = data.train.to(device), data.test.to(device)
-    if comps.network.channels_last and train_x.ndim == 4:
+    test_x = data.test.to(device)
+    channels_last = comps.network.channels_last and test_x.ndim == 4
+    if channels_last:
         comps.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        train_x = train_x.contiguous(memory_format=torch.channels_last)  # batches inherit it
         test_x = test_x.contiguous(memory_format=torch.channels_last)
-    return config, data, comps, train_x, test_x
+    if isinstance(data.train, StreamedPart):
+        workers = default_workers() if config.workers is None else config.workers
+        return (
+            config,
+            data,
+            comps,
+            StreamedBatches(data.train, device, workers, channels_last),
+            test_x,
+        )
+    train_x = data.train.to(device)
+    if channels_last:
+        train_x = train_x.contiguous(memory_format=torch.channels_last)  # batches inherit it
+    return config, data, comps, ResidentBatches(train_x), test_x
 
 
 def _global_batch(config: RunConfig, n: int, ctx: DistContext) -> int:
@@ -210,12 +233,14 @@ def prepare(
     device = ctx.device if ctx.is_distributed else resolve_device(config.device)
     if config.precision == "fp16" and device.type != "cuda":  # --device auto found no GPU
         raise UsageError(FP16_ON_CUDA_ONLY.format(device=device.type))
+    if config.precision == "bf16" and device.type == "mps":  # --device auto found MPS
+        raise UsageError("precision bf16 runs on cpu and cuda devices; use fp32 on mps.")
     resume_from, resume_doc = resume_point(out) if resume else (None, {})
     if not resume:
         check_run_dir(out, config.overwrite)
-    config, data, comps, train_x, test_x = _data_on(config, device)
-    batch = _global_batch(config, len(train_x), ctx)
-    sizes = (len(train_x), len(test_x))
+    config, data, comps, batches, test_x = _data_on(config, device)
+    batch = _global_batch(config, len(data.train), ctx)
+    sizes = (len(data.train), len(test_x))
     record = record_of(config, out, comps, data, device, sources, sizes)
     data_info: dict[str, Any] = {"train_size": sizes[0], "test_size": sizes[1]}
     data_info["sample_shape"] = list(data.sample_shape)
@@ -226,7 +251,7 @@ def prepare(
     floor = prior_mmd_floor(comps.model.prior, min(len(test_x), MAX_MMD_SAMPLES), eval_gen)
     opt, bad_steps, step, objects = _optimizer(config, comps, ctx)
     objects["generators"] = {"eval": eval_gen}
-    steps_per_epoch = max(1, len(train_x) // batch)
+    steps_per_epoch = max(1, len(data.train) // batch)
     schedule = make_schedule(config.schedule, opt, config, steps_per_epoch)  # before a restore
     stateful = {"lr": schedule} if schedule.stateful else {}
     if step.scaler is not None:
@@ -237,7 +262,7 @@ def prepare(
     if average is not None:
         objects["modules"]["ema"] = average.averaged
     session = Session(
-        config, ctx, out, data, comps, train_x, test_x,
+        config, ctx, out, data, comps, batches, test_x,
         batch=batch,
         steps_per_epoch=steps_per_epoch,
         record=record,
@@ -249,8 +274,13 @@ def prepare(
     phase = resume_doc.get("extra", {}).get("phase") if resume else None
     if config.pretrain_steps and (not resume or phase == "pretrain"):
         betas = (config.beta1, config.beta2)
+        if not isinstance(batches, ResidentBatches):
+            raise UsageError(
+                "--pretrain-steps needs the training data in memory, and these stream from disk "
+                "(they are larger than --memory-budget); raise the budget or drop the option."
+            )
         pre = EncoderPretraining(
-            comps.model, train_x, config.pretrain_steps, batch, config.lr, betas
+            comps.model, batches.x, config.pretrain_steps, batch, config.lr, betas
         )
         session.pretraining, objects["optimizers"]["pretrain"] = pre, pre.opt
     _start(session, lock, space)

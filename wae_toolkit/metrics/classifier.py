@@ -133,7 +133,7 @@ def dataset_key(data: Dataset, seed: int, steps: int) -> str:
     head = {"recipe": RECIPE, "seed": seed, "steps": steps, "name": data.name}
     head |= {"options": data.options, "shape": list(data.sample_shape)}
     h.update(json.dumps(head, sort_keys=True, default=str).encode())
-    for t in (data.train, data.test, data.train_labels, data.test_labels):
+    for t in (data.train_tensor, data.test, data.train_labels, data.test_labels):
         if t is not None:
             h.update(str(tuple(t.shape)).encode())
             h.update(t.contiguous().numpy().tobytes())
@@ -164,7 +164,7 @@ def _train_steps(data: Dataset, seed: int, steps: int, device: str) -> tuple[Cla
         net = ClassifierNet(data.sample_shape, n_classes).to(device)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x, y = data.train.to(device), y_train.to(device)
+    x, y = data.train_tensor.to(device), y_train.to(device)
     batch = min(128, len(x))
     perm, pos = torch.randperm(len(x), generator=gen), 0
     net.train()

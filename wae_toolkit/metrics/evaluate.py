@@ -55,6 +55,12 @@ def _load(run_dir: str | Path, device: str) -> tuple[LoadedRun, Dataset, Dataset
             "it with a plain file) and evaluate again."
         )
     run = load_run(path, device=device)
+    if isinstance(run.record["run"].get("data"), dict):
+        raise RunDataError(
+            f"The run '{path}' was trained on data given in Python, which its config.json "
+            "describes but does not hold, so wae eval cannot read them again; evaluate it in "
+            "Python on the data (wae_toolkit.load, then model.encode/decode)."
+        )
     spec, opts = run.config.data, dict(run.config.data_opts)
     try:
         data = load_dataset(spec, opts)
@@ -133,7 +139,7 @@ def evaluate_run(
     n = min(n_samples, len(test), len(full.train))
     pick = torch.Generator().manual_seed(seed)
     real = test[torch.randperm(len(test), generator=pick)[:n].to(dev)]
-    train = full.train[torch.randperm(len(full.train), generator=pick)[:n]].to(dev)
+    train = full.train_tensor[torch.randperm(len(full.train), generator=pick)[:n]].to(dev)
     samples = batched(model.decode, model.prior.sample(n, generator=gen))
     recons = batched(model.reconstruct, real)
     lap("generate")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from wae_toolkit.plugins.interfaces import (
         INTERFACE_VERSION,
         Cost,
+        DataSource,
         GaussianHead,
         LatentPenalty,
         Network,
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from wae_toolkit.plugins.registry import KINDS, create, get_plugin_class, list_plugins
     from wae_toolkit.plugins.testing import (
         check_cost,
+        check_data_source,
         check_network,
         check_options,
         check_penalty,
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INTERFACE_VERSION",
     "Cost",
+    "DataSource",
     "GaussianHead",
     "LatentPenalty",
     "Network",
@@ -54,6 +57,7 @@ __all__ = [
     "get_plugin_class",
     "list_plugins",
     "check_cost",
+    "check_data_source",
     "check_network",
     "check_options",
     "check_penalty",
@@ -65,6 +69,7 @@ _HOMES = {
     "interfaces": (
         "INTERFACE_VERSION",
         "Cost",
+        "DataSource",
         "GaussianHead",
         "LatentPenalty",
         "Network",
@@ -76,6 +81,7 @@ _HOMES = {
     "registry": ("KINDS", "create", "get_plugin_class", "list_plugins"),
     "testing": (
         "check_cost",
+        "check_data_source",
         "check_network",
         "check_options",
         "check_penalty",

@@ -1,4 +1,4 @@
-"""The four plugin interfaces of wae-toolkit. Their docstrings are the contract.
+"""The five plugin interfaces of wae-toolkit. Their docstrings are the contract.
 
 A Wasserstein Auto-Encoder minimises ``E[c(x, G(z))] + lambda * D_Z(Q_Z, P_Z)``:
 
@@ -6,7 +6,8 @@ A Wasserstein Auto-Encoder minimises ``E[c(x, G(z))] + lambda * D_Z(Q_Z, P_Z)``:
 * :class:`LatentPenalty` is ``D_Z``, a divergence between the aggregate code distribution ``Q_Z``
   and the prior ``P_Z``, estimated from one batch of codes and one batch of prior samples;
 * :class:`Prior` is ``P_Z``;
-* :class:`Network` builds the encoder ``Q(Z|X)`` and the decoder ``G``.
+* :class:`Network` builds the encoder ``Q(Z|X)`` and the decoder ``G``;
+* :class:`DataSource` reads the data ``x``: a built-in name, or a format of file or folder.
 
 Tensor names are fixed across all interfaces: ``x`` (data, ``(B, *S)``), ``x_hat``
 (reconstructions, same shape), ``z_q`` (codes, ``(B, D)``), ``z_p`` (prior samples, ``(N, D)``).
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +41,8 @@ __all__ = [
     "LatentPenalty",
     "Prior",
     "Network",
+    "DataSource",
+    "DATA_SOURCE_KINDS",
     "EncoderOutput",
     "prior_moments",
     "stop_requested",
@@ -271,6 +276,91 @@ class Network(PluginBase, ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+#: What :attr:`DataSource.kind` may be: ``"name"`` (given by name, ``--data digits``), ``"file"``,
+#: ``"folder"``, or ``"path"`` (files and folders alike).
+DATA_SOURCE_KINDS = ("name", "file", "folder", "path")
+
+
+class DataSource(PluginBase, ABC):
+    """Where a data set comes from: a name (``digits``), or one format of file or folder.
+
+    ``wae_toolkit.data.load_dataset(spec, options)`` (``wae run --data SPEC --data-opt K=V``)
+    picks the source. A ``spec`` without a path separator that names an installed source of kind
+    ``"name"`` is that source (so ``./digits`` names a folder). Any other ``spec`` is a path: it is
+    offered to the sources of kind ``"folder"`` (for a folder) or ``"file"`` (for anything else),
+    and ``"path"`` (both), built-ins first in their documented order, then the others by name; the
+    first whose :meth:`claims` returns something true reads it.
+
+    The options are the constructor's keyword arguments, as for every plugin. ``load_dataset``
+    builds the source with :meth:`from_options` and calls :meth:`load`, which returns a
+    ``wae_toolkit.data.Dataset``: build one with ``wae_toolkit.data.dataset_from_arrays``,
+    which splits, checks and describes samples as the built-in sources do.
+
+    A source never downloads, never unpickles, and raises
+    :class:`~wae_toolkit.errors.DataError` with one sentence saying what is wrong and what is
+    allowed.
+
+    Attributes:
+        kind: ``"name"``, ``"file"``, ``"folder"`` or ``"path"`` (see :data:`DATA_SOURCE_KINDS`).
+    """
+
+    kind: ClassVar[str] = "file"
+
+    def claims(self, path: Path) -> Any:
+        """Whether this source reads ``path`` (file and folder sources; a name source is not
+        asked): something true, such as what was found there (the files to read), which
+        :meth:`load` receives as ``found``, or something false.
+
+        Called on an instance with the default options. Quick (a suffix, a marker file, a few
+        bytes), and it never raises for a path of another format. The default claims nothing.
+        """
+        return False
+
+    @abstractmethod
+    def load(self, spec: str, path: Path | None = None, found: Any = None) -> Any:
+        """Read the data set.
+
+        Args:
+            spec: the name or the path as the user gave it, for the data set's name and for
+                messages.
+            path: the file or folder (``None`` for a name source).
+            found: what :meth:`claims` returned for ``path`` (``None`` when called directly).
+
+        Returns:
+            a ``wae_toolkit.data.Dataset``: float32 train and test tensors on the CPU, labels
+            or ``None``, the value range, a description and the resolved options.
+        """
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None, name: str) -> DataSource:
+        """The source configured with the data options as given (``--data-opt`` text or Python
+        values; ``None`` values are dropped); ``name`` is the source's plugin name.
+
+        The default converts each option to the type the constructor declares and raises
+        :class:`~wae_toolkit.errors.DataError` for an unknown option or a bad value, with the
+        options allowed. Override it to check options your own way.
+        """
+        from wae_toolkit.errors import DataError, UsageError
+        from wae_toolkit.plugins.options import bind_options
+
+        given = {str(k).strip().replace("-", "_"): v for k, v in (options or {}).items()}
+        try:
+            kwargs = bind_options(
+                cls, {k: v for k, v in given.items() if v is not None}, "data source", name
+            )
+            return cls(**kwargs)
+        except UsageError as exc:
+            raise DataError(str(exc)) from None
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"Bad options for the data source '{name}': {exc}") from None
+
+    def options(self) -> dict[str, Any]:
+        """The source's options and their values, as a run's configuration records them."""
+        from wae_toolkit.plugins.options import resolved_options
+
+        return resolved_options(self)
 
 
 def output_activation(output: str) -> nn.Module:

@@ -1,6 +1,7 @@
 """Plugin discovery through Python entry points.
 
-Every plugin, built-in or third-party, is declared under one of four entry point groups::
+Every plugin, built-in or third-party, is declared under one of five entry point groups (one per
+kind of :data:`ALL_KINDS`)::
 
     [project.entry-points."wae_toolkit.penalties"]
     mmd-imq = "wae_toolkit.builtins.mmd:IMQMMDPenalty"
@@ -35,12 +36,15 @@ from wae_toolkit.errors import PluginLoadError, UnknownPluginError, UsageError, 
 
 __all__ = [
     "KINDS",
+    "ALL_KINDS",
+    "DATA_KIND",
     "PluginInfo",
     "normalize_kind",
     "list_plugins",
     "plugin_names",
     "get_plugin_info",
     "get_plugin_class",
+    "plugin_class",
     "create",
     "interface_class",
     "IN_PROCESS",
@@ -48,20 +52,30 @@ __all__ = [
     "in_process_plugins",
 ]
 
-#: Plugin kind -> (entry point group, interface class as "module:attr").
+#: The kinds of plugins a model is built from: kind -> (entry point group, interface class as
+#: "module:attr").
 KINDS: dict[str, tuple[str, str]] = {
     "cost": ("wae_toolkit.costs", "wae_toolkit.plugins.interfaces:Cost"),
     "penalty": ("wae_toolkit.penalties", "wae_toolkit.plugins.interfaces:LatentPenalty"),
     "prior": ("wae_toolkit.priors", "wae_toolkit.plugins.interfaces:Prior"),
     "network": ("wae_toolkit.networks", "wae_toolkit.plugins.interfaces:Network"),
 }
+#: The fifth kind: data sources (built-in names such as ``digits``, formats of files and folders),
+#: which :func:`wae_toolkit.data.load_dataset` resolves through this registry.
+DATA_KIND = "data"
+#: Every plugin kind: the model's (:data:`KINDS`) and the data sources.
+ALL_KINDS: dict[str, tuple[str, str]] = {
+    **KINDS,
+    DATA_KIND: ("wae_toolkit.data", "wae_toolkit.plugins.interfaces:DataSource"),
+}
 _PLURALS = {"costs": "cost", "penalties": "penalty", "priors": "prior", "networks": "network"}
+_PLURALS.update({k: DATA_KIND for k in ("source", "sources", "data-source", "data-sources")})
 BUILTIN_DISTRIBUTION = "wae-toolkit"
 AUTOLOAD_ENV = "WAE_DISABLE_PLUGIN_AUTOLOAD"
 #: The "distribution" of a class given as a Python object rather than installed as a plugin.
 IN_PROCESS = "(Python object)"
 #: kind -> {"module:QualifiedName": class}, filled only inside :func:`in_process_plugins`.
-_IN_PROCESS: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
+_IN_PROCESS: dict[str, dict[str, type]] = {kind: {} for kind in ALL_KINDS}
 
 
 @dataclass(frozen=True)
@@ -90,34 +104,41 @@ def normalize_kind(kind: str) -> str:
     """Map ``"penalties"``/``"penalty"`` etc. to the singular kind, or raise ``UsageError``."""
     k = kind.strip().lower()
     k = _PLURALS.get(k, k)
-    if k not in KINDS:
+    if k not in ALL_KINDS:
         raise UsageError(
-            f"Unknown plugin kind '{kind}'.{did_you_mean(k, KINDS)} Kinds: {', '.join(KINDS)}."
+            f"Unknown plugin kind '{kind}'.{did_you_mean(k, ALL_KINDS)} "
+            f"Kinds: {', '.join(ALL_KINDS)}."
         )
     return k
 
 
-def _entry_points(group: str) -> list[md.EntryPoint]:
-    """Installed entry points of ``group`` (tests replace this to inject fake plugins)."""
-    return list(md.entry_points(group=group))
+def _entry_points(group: str, installed: Any = None) -> list[md.EntryPoint]:
+    """Installed entry points of ``group``, from ``installed`` (every entry point, read once by
+    :func:`list_plugins`: each read scans all installed distributions) or read now."""
+    return list((installed if installed is not None else md.entry_points()).select(group=group))
 
 
 def _autoload_disabled() -> bool:
     return os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _dist_of(ep: md.EntryPoint) -> tuple[str, str]:
+def _dist_of(ep: md.EntryPoint, seen: dict[int, tuple[str, str]]) -> tuple[str, str]:
+    """Name and version of ``ep``'s distribution; ``seen`` keeps them by distribution object
+    (reading them parses its metadata file)."""
     dist = getattr(ep, "dist", None)
     if dist is None:
         return ("unknown", "?")
-    return (dist.metadata["Name"] or "unknown", dist.version or "?")
+    if id(dist) not in seen:
+        seen[id(dist)] = (dist.metadata["Name"] or "unknown", dist.version or "?")
+    return seen[id(dist)]
 
 
-def _collect(kind: str) -> dict[str, list[tuple[md.EntryPoint, str, str]]]:
-    group = KINDS[kind][0]
+def _collect(kind: str, installed: Any = None) -> dict[str, list[tuple[md.EntryPoint, str, str]]]:
+    group = ALL_KINDS[kind][0]
     found: dict[str, list[tuple[md.EntryPoint, str, str]]] = {}
-    for ep in _entry_points(group):
-        dist, version = _dist_of(ep)
+    seen: dict[int, tuple[str, str]] = {}
+    for ep in _entry_points(group, installed):
+        dist, version = _dist_of(ep, seen)
         if _autoload_disabled() and _norm(dist) != _norm(BUILTIN_DISTRIBUTION):
             continue
         found.setdefault(ep.name, []).append((ep, dist, version))
@@ -138,10 +159,11 @@ def list_plugins(kind: str | None = None) -> list[PluginInfo]:
 
     Reads metadata and source text only; no plugin module is imported.
     """
-    kinds = [normalize_kind(kind)] if kind else list(KINDS)
+    kinds = [normalize_kind(kind)] if kind else list(ALL_KINDS)
+    installed = md.entry_points()
     out: list[PluginInfo] = []
     for k in kinds:
-        for name, candidates in sorted(_collect(k).items()):
+        for name, candidates in sorted(_collect(k, installed).items()):
             out.append(_pick(k, name, candidates))
     return out
 
@@ -176,7 +198,7 @@ def get_plugin_info(kind: str, name: str) -> PluginInfo:
 
 def interface_class(kind: str) -> type:
     """The interface class every plugin of ``kind`` subclasses (e.g. ``LatentPenalty``)."""
-    module, attr = KINDS[kind][1].split(":")
+    module, attr = ALL_KINDS[kind][1].split(":")
     return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
 
@@ -186,8 +208,13 @@ def get_plugin_class(kind: str, name: str) -> type:
     A clash between two third-party distributions is an error that names both; a built-in name
     cannot be shadowed by a third party.
     """
-    info = get_plugin_info(kind, name)
-    kind = info.kind
+    return plugin_class(get_plugin_info(kind, name))
+
+
+def plugin_class(info: PluginInfo) -> type:
+    """Import and return the class of a plugin listed by :func:`list_plugins` (as
+    :func:`get_plugin_class` does, without reading the metadata again)."""
+    kind, name = info.kind, info.name
     if info.distribution == IN_PROCESS:
         return _checked(_IN_PROCESS[kind][name], kind, name, info)
     if info.clashes and not info.builtin:
@@ -196,7 +223,7 @@ def get_plugin_class(kind: str, name: str) -> type:
             f"{info.distribution} {info.version}, {', '.join(info.clashes)}; "
             "uninstall all but one of them."
         )
-    ep = md.EntryPoint(name=name, value=info.target, group=KINDS[kind][0])
+    ep = md.EntryPoint(name=name, value=info.target, group=ALL_KINDS[kind][0])
     try:
         obj = ep.load()
     except Exception as exc:
@@ -219,6 +246,15 @@ def _checked(obj: Any, kind: str, name: str, info: PluginInfo) -> type:
             "a class implementing that interface."
         )
     _check_interface_version(obj, kind, name, info)
+    if kind == DATA_KIND:
+        from wae_toolkit.plugins.interfaces import DATA_SOURCE_KINDS
+
+        if getattr(obj, "kind", None) not in DATA_SOURCE_KINDS:
+            raise PluginLoadError(
+                f"The data plugin '{name}' from {info.distribution} declares kind "
+                f"{getattr(obj, 'kind', None)!r}; a data source's kind is one of "
+                f"{', '.join(DATA_SOURCE_KINDS)}."
+            )
     abstract = getattr(obj, "__abstractmethods__", ())
     if abstract:
         missing = ", ".join(sorted(abstract))

@@ -14,17 +14,24 @@ from pathlib import Path
 from wae_toolkit._version import __version__
 from wae_toolkit.errors import UsageError
 from wae_toolkit.plugins.interfaces import INTERFACE_VERSION
-from wae_toolkit.plugins.registry import KINDS, get_plugin_info, normalize_kind
+from wae_toolkit.plugins.registry import ALL_KINDS, get_plugin_info, normalize_kind
 
 __all__ = ["new_plugin", "plugin_identifiers"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-_SUFFIX = {"cost": "Cost", "penalty": "Penalty", "prior": "Prior", "network": "Network"}
+_SUFFIX = {
+    "cost": "Cost",
+    "penalty": "Penalty",
+    "prior": "Prior",
+    "network": "Network",
+    "data": "Source",
+}
 _CHECK = {
     "cost": "check_cost",
     "penalty": "check_penalty",
     "prior": "check_prior",
     "network": "check_network",
+    "data": "check_data_source",
 }
 
 _CLASSES = {
@@ -147,6 +154,56 @@ class {cls}(Network):
             nn.Unflatten(1, tuple(data_shape)), output_activation(output),
         )
 ''',
+    "data": '''
+class {cls}(DataSource):
+    """Comma-separated numbers in a .csv file, one sample per row: (N, F) vectors.
+
+    Replace ``claims`` and ``load`` with your format's; keep the contract of
+    ``wae_toolkit.plugins.DataSource``: ``claims(path)`` says quickly whether a path is in your
+    format, ``load`` returns a ``wae_toolkit.data.Dataset`` (``dataset_from_arrays`` splits,
+    checks and describes arrays as the built-in sources do). ``kind`` is "file", "folder",
+    "path" (both) or "name" (a data set given by the plugin's name, ``--data {name}``).
+
+    Args:
+        delimiter: the character between two values of a row.
+        labels: whether the last column holds integer class labels.
+        test_fraction: share of the rows held out as the test part.
+        seed: seed of the train/test split.
+        limit: use only the first N training rows.
+    """
+
+    interface_version = "{iface}"
+    kind = "file"
+
+    def __init__(
+        self,
+        delimiter: str = ",",
+        labels: bool = False,
+        test_fraction: float = 0.2,
+        seed: int = 123,
+        limit: int | None = None,
+    ) -> None:
+        if len(delimiter) != 1:
+            raise DataError(f"delimiter must be one character; got {{delimiter!r}}.")
+        self.delimiter = delimiter  # options are stored under their own names
+        self.labels = labels
+        self.test_fraction = test_fraction
+        self.seed = seed
+        self.limit = limit
+
+    def claims(self, path: Path) -> bool:
+        return path.is_file() and path.suffix.lower() == ".csv"
+
+    def load(self, spec: str, path: Path | None = None, found: Any = None) -> Dataset:
+        path = Path(spec).expanduser() if path is None else path
+        try:
+            rows = np.loadtxt(path, delimiter=self.delimiter, dtype=np.float64, ndmin=2)
+        except (OSError, ValueError) as exc:
+            message = f"'{{spec}}' could not be read as comma-separated numbers ({{exc}})."
+            raise DataError(message) from None
+        x, y = (rows[:, :-1], rows[:, -1]) if self.labels else (rows, None)
+        return dataset_from_arrays(spec, x, y, options=self.options(), what=f"CSV file '{{spec}}'")
+''',
 }
 
 _IMPORTS = {
@@ -158,6 +215,9 @@ _IMPORTS = {
     "from wae_toolkit.errors import UsageError\nfrom wae_toolkit.plugins.interfaces import Prior\n",
     "network": "import math\n\nfrom torch import nn\n\nfrom wae_toolkit.errors import UsageError\n"
     "from wae_toolkit.plugins.interfaces import GaussianHead, Network, output_activation\n",
+    "data": "from pathlib import Path\nfrom typing import Any\n\nimport numpy as np\n\n"
+    "from wae_toolkit.data import Dataset, dataset_from_arrays\nfrom wae_toolkit.errors import "
+    "DataError\nfrom wae_toolkit.plugins.interfaces import DataSource\n",
 }
 
 _CHECK_CALL = {
@@ -165,7 +225,15 @@ _CHECK_CALL = {
     "penalty": "check_penalty({cls}())",
     "prior": "check_prior({cls}(dim=2))\n    check_prior({cls}(dim=8))",
     "network": "check_network({cls}(), data_shape=(1, 8, 8), latent_dim=4)",
+    "data": 'path = tmp_path / "example.csv"\n'
+    '    np.savetxt(path, np.random.default_rng(0).random((20, 3)), delimiter=",")\n'
+    "    data = check_data_source({cls}(), path)\n"
+    "    assert data.train.shape == (16, 3) and data.test.shape == (4, 3)",
 }
+#: What a kind's test needs besides the conformance kit: (imports, test function arguments).
+_TEST_NEEDS = {"data": ("import numpy as np\n\n", "tmp_path")}
+#: How ``wae run`` uses a plugin of each kind, for the README.
+_RUN = {"data": "wae run --data example.csv    # a file it claims"}
 
 
 def plugin_identifiers(kind: str, name: str) -> dict[str, str]:
@@ -208,7 +276,7 @@ def new_plugin(kind: str, name: str, directory: str | Path | None = None) -> lis
     root = Path(directory) if directory else Path(ids["dist"])
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise UsageError(f"'{root}' already exists and is not empty; choose a new folder (--dir).")
-    group = KINDS[kind][0]
+    group = ALL_KINDS[kind][0]
     fields = {
         **ids,
         "kind": kind,
@@ -217,6 +285,9 @@ def new_plugin(kind: str, name: str, directory: str | Path | None = None) -> lis
         "iface": INTERFACE_VERSION,
         "toolkit": __version__,
         "check": _CHECK[kind],
+        "run": _RUN.get(
+            kind, f"wae run --{kind} {name}          # train with it on the built-in digits"
+        ),
     }
     body = _CLASSES[kind].format(**fields)
     files = {
@@ -231,7 +302,10 @@ def new_plugin(kind: str, name: str, directory: str | Path | None = None) -> lis
             "from __future__ import annotations\n\n" + _IMPORTS[kind] + "\n" + body
         ),
         f"tests/test_{ids['pkg']}.py": _TEST.format(
-            **fields, call=_CHECK_CALL[kind].format(cls=ids["cls"])
+            **fields,
+            call=_CHECK_CALL[kind].format(cls=ids["cls"]),
+            imports=_TEST_NEEDS.get(kind, ("", ""))[0],
+            args=_TEST_NEEDS.get(kind, ("", ""))[1],
         ),
     }
     written = []
@@ -275,7 +349,7 @@ interface {iface}.
 pip install -e .                 # on a CPU-only machine: pip install -c constraints.txt -e .
 wae plugins list --kind {kind}   # shows '{name}' from {dist} 0.1.0
 wae plugins show {name}          # its documentation and options
-wae run --{kind} {name}          # train with it on the built-in digits
+{run}
 pip install pytest && pytest tests   # the conformance kit: wae_toolkit.plugins.testing.{check}
 ```
 
@@ -287,13 +361,13 @@ them.
 
 _TEST = '''"""The conformance kit of wae-toolkit, run on this plugin."""
 
-from wae_toolkit.plugins.registry import get_plugin_info
+{imports}from wae_toolkit.plugins.registry import get_plugin_info
 from wae_toolkit.plugins.testing import {check}
 
 from {pkg}.plugin import {cls}
 
 
-def test_conforms_to_the_{kind}_interface():
+def test_conforms_to_the_{kind}_interface({args}):
     {call}
 
 

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from wae_toolkit.plugins.interfaces import Cost, LatentPenalty, Network, Prior
-from wae_toolkit.plugins.options import plugin_options, resolved_options
+from wae_toolkit.plugins.data_checks import check_data_source
+from wae_toolkit.plugins.interfaces import Cost, DataSource, LatentPenalty, Network, Prior
+from wae_toolkit.plugins.option_checks import check_options
 
 __all__ = [
     "check_plugin",
@@ -28,6 +29,7 @@ __all__ = [
     "check_penalty",
     "check_prior",
     "check_network",
+    "check_data_source",
     "check_options",
     "IsotropicGaussian",
 ]
@@ -62,48 +64,12 @@ def _finite(t: Tensor, what: str) -> None:
     assert torch.isfinite(t).all(), f"{what} has non-finite values"
 
 
-def check_options(obj: Any) -> None:
-    """The plugin's options can be read back and rebuild an identical plugin.
-
-    Every constructor argument has a default (a prior's ``dim`` excepted) and a type annotation,
-    every option is stored under its own name, and the options survive the trip a run
-    configuration makes: to JSON text and back, then through the constructor.
-    """
-    import json
-
-    cls = type(obj)
-    for spec in plugin_options(cls):
-        if isinstance(obj, Prior) and spec.name == "dim":
-            continue
-        assert not spec.required, f"{cls.__name__}: option '{spec.name}' needs a default"
-        assert spec.type_name != "any", (
-            f"{cls.__name__}: option '{spec.name}' needs a type annotation"
-        )
-    specs = plugin_options(cls)
-    missing = [s.name for s in specs if not hasattr(obj, s.name) and s.name != "dim"]
-    assert not missing, (
-        f"{cls.__name__}: store each option under its own name (self.{missing[0]} = ...), so "
-        "runs can record it"
-    )
-    try:
-        text = json.dumps(resolved_options(obj))
-    except TypeError as exc:
-        raise AssertionError(f"{cls.__name__}: options must be JSON values: {exc}") from None
-    opts = json.loads(text)
-    if isinstance(obj, Prior):
-        opts["dim"] = obj.dim
-    from wae_toolkit.plugins.options import bind_options
-
-    rebuilt = cls(**bind_options(cls, opts, "plugin", cls.__name__))
-    assert resolved_options(rebuilt) == resolved_options(obj), (
-        f"{cls.__name__}: rebuilding from the saved options changed them: "
-        f"{resolved_options(obj)} -> {resolved_options(rebuilt)}"
-    )
-
-
 def check_plugin(obj: Any, device: str | torch.device = "cpu") -> None:
-    """Run the checks for ``obj``'s kind (cost, penalty, prior or network) with their defaults."""
-    if isinstance(obj, Cost):
+    """Run the checks for ``obj``'s kind (cost, penalty, prior, network, or a data source of
+    kind ``name``) with their defaults."""
+    if isinstance(obj, DataSource):
+        check_data_source(obj)
+    elif isinstance(obj, Cost):
         check_cost(obj, device=device)
     elif isinstance(obj, LatentPenalty):
         check_penalty(obj, device=device)
@@ -113,8 +79,8 @@ def check_plugin(obj: Any, device: str | torch.device = "cpu") -> None:
         check_network(obj, device=device)
     else:
         raise AssertionError(
-            f"{_name(obj)} is not a plugin: it must subclass Cost, LatentPenalty, Prior or Network "
-            "from wae_toolkit.plugins.interfaces"
+            f"{_name(obj)} is not a plugin: it must subclass Cost, LatentPenalty, Prior, Network "
+            "or DataSource from wae_toolkit.plugins.interfaces"
         )
 
 
@@ -308,19 +274,34 @@ def check_penalty(
     check_options(penalty)
 
 
+#: The sample shapes :func:`check_network` tries when it is given none.
+NETWORK_SHAPES = ((1, 28, 28), (2, 64), (8,))
+
+
+def _takes(network: Network, shape: tuple[int, ...]) -> bool:
+    try:
+        network.check_shape(shape)
+    except Exception:
+        return False
+    return True
+
+
 def check_network(
     network: Network,
-    data_shape: tuple[int, ...] = (1, 28, 28),
+    data_shape: tuple[int, ...] | None = None,
     latent_dim: int = 8,
     device: str | torch.device = "cpu",
 ) -> None:
     """Check a :class:`~wae_toolkit.plugins.Network`: both encoder kinds give the documented
     outputs, the decoder restores ``data_shape`` within its output activation's range, and
-    gradients flow from the decoder output to the encoder's parameters."""
+    gradients flow from the decoder output to the encoder's parameters. Without ``data_shape``:
+    the first of :data:`NETWORK_SHAPES` (an image, a signal, a vector) the network takes."""
     assert isinstance(network, Network), (
         f"{_name(network)} must subclass wae_toolkit.plugins.Network"
     )
     name = _name(network)
+    if data_shape is None:
+        data_shape = next((s for s in NETWORK_SHAPES if _takes(network, s)), NETWORK_SHAPES[0])
     network.check_shape(tuple(data_shape))
     x = torch.rand(3, *data_shape, generator=torch.Generator().manual_seed(0)).to(device)
     for gaussian in (False, True):

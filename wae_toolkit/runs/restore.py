@@ -133,7 +133,10 @@ def load_run(
     dev = resolve_device(str(device))
     folder = run_dir if isinstance(run_dir, RunFolder) else read_run(run_dir)
     path, record = folder.path, folder.record
-    config = RunConfig.from_dict(record["run"])
+    settings = dict(record["run"])
+    if isinstance(settings.get("data"), dict):  # data given in Python: recorded, not held
+        settings["data"] = str(settings["data"].get("kind") or "data")
+    config = RunConfig.from_dict(settings)
     shape = tuple(record["data"]["sample_shape"])
     vr = record["data"].get("value_range")
     value_range = None if vr is None else (float(vr[0]), float(vr[1]))

@@ -1,0 +1,177 @@
+"""Training data larger than the memory budget: read a batch at a time, from a (memory-mapped)
+array, by the training loop's data loader.
+
+A run sets the budget (:func:`memory_budget`) while it loads its data. An array source whose
+training part would take more than the budget as it is kept on the device (``uint8`` images one
+byte per value, everything else float32) does not copy it: the part becomes a
+:class:`StreamedPart`, which reads the rows a batch asks for (:meth:`StreamedPart.read`, in the
+loader's workers) and keeps ``uint8`` values as they are until :meth:`StreamedPart.finish` turns
+them into float32 on the device. The same samples, read either way, are the same float32 numbers:
+the layout, the resizing and the division by 255 are those of the resident path
+(:func:`~wae_toolkit.data.layout._gather`). The held-out part is always read whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from wae_toolkit.errors import DataError
+
+__all__ = ["StreamedPart", "memory_budget", "streaming_budget", "resident_bytes", "read_part"]
+
+_BUDGET: contextvars.ContextVar[int | None] = contextvars.ContextVar("wae_budget", default=None)
+#: Rows read at a time when a part is scanned for its range and for non-finite values.
+_SCAN_BYTES = 64 << 20
+
+
+@contextlib.contextmanager
+def memory_budget(nbytes: int | None) -> Iterator[None]:
+    """Within the block, array sources stream a training part larger than ``nbytes``."""
+    token = _BUDGET.set(nbytes)
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def streaming_budget() -> int | None:
+    """The budget in force (None outside a run: every part is read whole)."""
+    return _BUDGET.get()
+
+
+def resident_bytes(n: int, sample_shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Bytes ``n`` samples take on the device: one per value for ``uint8``, else four."""
+    return n * math.prod(sample_shape) * (1 if dtype == np.uint8 else 4)
+
+
+class StreamedPart:
+    """The training part of an array data set, read a batch at a time.
+
+    Args:
+        x: the samples, ``(N, ...)`` as a ``.npy`` file holds them (memory-mapped or not).
+        idx: the rows of ``x`` in this part, in the part's order.
+        layout: how ``x``'s shape maps to samples (:func:`~wae_toolkit.data.layout._layout`).
+        resize: the crop and resize of images, or None.
+        sample_shape: the shape of one sample after both.
+        where: the part, for messages.
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        idx: np.ndarray,
+        layout: str,
+        resize: Any,
+        sample_shape: tuple[int, ...],
+        where: str,
+    ) -> None:
+        self.x, self.idx, self.layout, self.resize = x, np.asarray(idx), layout, resize
+        self.sample_shape, self.where = tuple(sample_shape), where
+        self.raw = x.dtype == np.uint8  #: kept as bytes until :meth:`finish`
+        self.symmetric = False  #: ``scale=symmetric``: 2x - 1 after the division by 255
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.idx), *self.sample_shape)
+
+    @property
+    def nbytes(self) -> int:
+        """What the part would take on the device."""
+        return resident_bytes(len(self.idx), self.sample_shape, self.x.dtype)
+
+    def read(self, rows: np.ndarray) -> torch.Tensor:
+        """The samples at positions ``rows`` of the part, in that order: ``uint8`` for byte data
+        (see :meth:`finish`), float32 otherwise. Rows are read from ``x`` in increasing order
+        (a memory-mapped file is read forward)."""
+        from wae_toolkit.data.layout import _arrange
+
+        src = self.idx[np.asarray(rows)]
+        order = np.argsort(src, kind="stable")
+        part = np.empty((len(src), *self.x.shape[1:]), dtype=self.x.dtype)
+        part[order] = self.x[src[order]]
+        part = _arrange(part, self.layout)
+        if self.resize is not None:
+            part = self.resize.apply(part)
+        if self.raw:
+            return torch.from_numpy(np.ascontiguousarray(part, dtype=np.uint8))
+        with np.errstate(over="ignore", invalid="ignore"):
+            return torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32))
+
+    def finish(self, batch: torch.Tensor) -> torch.Tensor:
+        """A batch :meth:`read` returned, moved to its device, as the float32 samples the
+        resident path holds."""
+        out = batch.float().div_(255.0) if self.raw else batch
+        return out.mul_(2.0).sub_(1.0) if self.symmetric else out
+
+    def scan(self) -> tuple[float, float]:
+        """The smallest and largest value of the part as float32, read once in order; NaN and
+        infinite values are refused as the resident path refuses them."""
+        if self.raw:
+            lo, hi = 255, 0
+            for rows in self._chunks():
+                part = self.x[np.sort(self.idx[rows])]
+                lo, hi = min(lo, int(part.min())), max(hi, int(part.max()))
+            return lo / 255.0, hi / 255.0
+        lo_f, hi_f, bad = math.inf, -math.inf, 0
+        for rows in self._chunks():
+            values = self.read(rows).numpy()
+            finite = np.isfinite(values)
+            bad += int(values.size - np.count_nonzero(finite))
+            if finite.any():
+                lo_f = min(lo_f, float(values[finite].min()))
+                hi_f = max(hi_f, float(values[finite].max()))
+        if bad:
+            raise DataError(
+                f"{self.where} holds {bad:,} NaN or infinite value{'s' if bad > 1 else ''} (or "
+                "values beyond float32's range); only finite numbers can be used, so clean or "
+                "drop those samples first."
+            )
+        return lo_f, hi_f
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        per_row = max(1, math.prod(self.x.shape[1:]) * self.x.dtype.itemsize)
+        step = max(1, _SCAN_BYTES // per_row)
+        for start in range(0, len(self.idx), step):
+            yield np.arange(start, min(start + step, len(self.idx)))
+
+
+def read_part(
+    x: np.ndarray,
+    idx: np.ndarray | None,
+    layout: str,
+    resize: Any,
+    sample_shape: tuple[int, ...],
+    where: str,
+    training: bool,
+) -> torch.Tensor | StreamedPart:
+    """Rows ``idx`` of ``x`` (all when None) as one float32 tensor, or, for a training part
+    larger than the budget in force, as a :class:`StreamedPart`. A held-out part is always read
+    whole (it must fit the machine's memory, as float32)."""
+    from wae_toolkit.data.layout import _gather
+    from wae_toolkit.memory import check_fits
+
+    budget = streaming_budget()
+    rows = np.arange(len(x)) if idx is None else idx
+    if budget is not None and resident_bytes(len(rows), sample_shape, x.dtype) > budget:
+        if training:
+            return StreamedPart(x, rows, layout, resize, sample_shape, where)
+    if budget is not None:  # a run: the footprint of the whole data set was not checked
+        check_fits(
+            4 * len(rows) * math.prod(sample_shape),
+            f"Reading {where.lower()} ({len(rows):,} samples) as float32",
+            "hold out fewer samples (the data option test_fraction or holdout)"
+            if not training
+            else "keep fewer samples (the data option limit)",
+            error=DataError,
+        )
+    return _gather(x, idx, layout, where, resize=resize)

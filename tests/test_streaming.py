@@ -109,3 +109,25 @@ def test_pretraining_needs_the_data_in_memory(tmp_path, images):
         wt.fit(
             data=str(images), memory_budget="1kB", pretrain_steps=3, out=str(tmp_path / "r"), **FAST
         )
+
+
+def test_a_streamed_image_folder_equals_the_resident_one(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    for i in range(240):
+        pixels = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / "ab"[i % 2] / f"{i:04d}.png")
+    opts = {"size": 8, "crop": 9}
+    with memory_budget(1000):
+        data = load_dataset(str(folder), opts)
+    assert isinstance(data.train, StreamedPart) and data.train.raw
+    assert data.train_labels is not None and len(data.train_labels) == len(data.train)
+    a = wt.fit(data=str(folder), data_opts=opts, out=str(tmp_path / "a"), **FAST)
+    b = wt.fit(
+        data=str(folder), data_opts=opts, memory_budget="1kB", out=str(tmp_path / "b"), **FAST
+    )
+    _same(a.state_dict(), b.state_dict())

@@ -13,6 +13,7 @@ import torch
 
 from wae_toolkit.data.dataset import Dataset, _finish_split, _Footprint
 from wae_toolkit.data.source_options import _bind, _given
+from wae_toolkit.data.streamed import StreamedPart, streaming_budget
 from wae_toolkit.errors import DataError
 
 #: File name endings read as images in a folder of images (compared in lower case).
@@ -109,40 +110,28 @@ def _load_image_folder(
             f"Folder '{name}' holds only {len(paths)} image; a data set needs at least 2 (one "
             "for training, one held out)."
         )
-    mode = "L" if channels == 1 else "RGB"
+    rows = ImageRows(folder, name, paths, channels, crop, (width, height))
 
-    def read(idx: np.ndarray, part: str) -> torch.Tensor:
+    def read(idx: np.ndarray, part: str) -> Any:
+        where = f"The {part} part of '{name}'"
+        if part == "training" and streams:
+            return StreamedPart(rows, idx, (channels, height, width), where)
+        if streams:
+            footprint.check(len(idx))
         out = np.empty((len(idx), channels, height, width), dtype=np.float32)
 
-        def one(j: int) -> str | None:
-            p = paths[idx[j]]
-            try:
-                with Image.open(p) as opened:
-                    img: Image.Image = opened
-                    if crop is not None:
-                        w, h = img.size
-                        left, top = (w - crop) // 2, (h - crop) // 2
-                        img = img.crop((left, top, left + crop, top + crop))
-                    img = img.convert(mode)
-                    if img.size != (width, height):
-                        img = img.resize((width, height), Image.Resampling.BICUBIC)
-                    arr = np.asarray(img, dtype=np.uint8)
-            except Exception as exc:  # truncated or corrupt pixel data
-                return f"{rel(p)} ({exc})"
-            out[j] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-            return None
+        def one(j: int) -> None:
+            out[j] = rows.decode(int(idx[j]))
 
-        errors = [e for e in _map(one, range(len(idx))) if e]
-        if errors:
-            raise DataError(
-                f"Image file {errors[0]} in '{name}' could not be decoded; remove or replace it."
-            )
+        _map(one, range(len(idx)))
         out /= 255.0
         return torch.from_numpy(out)
 
     what = f"images from '{name}'" + (", classes from sub-folders" if has_classes else "")
     resolved = dict(opts, channels=channels)
     pixels = channels * width * height
+    budget = streaming_budget()
+    streams = budget is not None and len(paths) * pixels > budget  # bytes on the device
     footprint = _Footprint(
         per_sample=4 * pixels,  # the float32 tensors
         # each thread decodes one image at a time: converted, resized and copied (uint8)
@@ -154,7 +143,55 @@ def _load_image_folder(
             else "resize them with --data-opt size=N, or keep fewer with --data-opt limit=N"
         ),
     )
-    return _finish_split(name, what, len(paths), read, labels, resolved, footprint=footprint)
+    # Streamed, the training part is read a batch at a time: only the held-out part is checked.
+    whole = None if streams else footprint
+    return _finish_split(name, what, len(paths), read, labels, resolved, footprint=whole)
+
+
+class ImageRows:
+    """Decodes images of a folder as ``uint8`` arrays ``(C, H, W)``: centre-cropped, converted
+    to gray or RGB and resized (bicubic) as the options say. Both paths use it: the resident one
+    on threads, the streamed one in the data loader's workers (:meth:`__call__`)."""
+
+    raw = True
+
+    def __init__(
+        self,
+        folder: Path,
+        name: str,
+        paths: list[Path],
+        channels: int,
+        crop: int | None,
+        size: tuple[int, int],
+    ) -> None:
+        self.folder, self.name, self.paths = folder, name, paths
+        self.mode, self.crop, self.size = ("L" if channels == 1 else "RGB"), crop, size
+        self.row_bytes = channels * size[0] * size[1]
+
+    def decode(self, i: int) -> np.ndarray:
+        from PIL import Image
+
+        p = self.paths[i]
+        try:
+            with Image.open(p) as opened:
+                img: Image.Image = opened
+                if self.crop is not None:
+                    w, h = img.size
+                    left, top = (w - self.crop) // 2, (h - self.crop) // 2
+                    img = img.crop((left, top, left + self.crop, top + self.crop))
+                img = img.convert(self.mode)
+                if img.size != self.size:
+                    img = img.resize(self.size, Image.Resampling.BICUBIC)
+                arr = np.asarray(img, dtype=np.uint8)
+        except Exception as exc:  # truncated or corrupt pixel data
+            raise DataError(
+                f"Image file {p.relative_to(self.folder).as_posix()} ({exc}) in '{self.name}' "
+                "could not be decoded; remove or replace it."
+            ) from None
+        return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+    def __call__(self, src: np.ndarray) -> np.ndarray:
+        return np.stack([self.decode(int(i)) for i in src])
 
 
 def _map(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:

@@ -24,7 +24,14 @@ import torch
 
 from wae_toolkit.errors import DataError
 
-__all__ = ["StreamedPart", "memory_budget", "streaming_budget", "resident_bytes", "read_part"]
+__all__ = [
+    "StreamedPart",
+    "ArrayRows",
+    "memory_budget",
+    "streaming_budget",
+    "resident_bytes",
+    "read_part",
+]
 
 _BUDGET: contextvars.ContextVar[int | None] = contextvars.ContextVar("wae_budget", default=None)
 #: Rows read at a time when a part is scanned for its range and for non-finite values.
@@ -51,30 +58,41 @@ def resident_bytes(n: int, sample_shape: tuple[int, ...], dtype: np.dtype) -> in
     return n * math.prod(sample_shape) * (1 if dtype == np.uint8 else 4)
 
 
+class ArrayRows:
+    """Reads rows of an array (memory-mapped or not) as samples: in increasing order, laid out
+    and resized as the resident path does."""
+
+    def __init__(self, x: np.ndarray, layout: str, resize: Any) -> None:
+        self.x, self.layout, self.resize = x, layout, resize
+        self.raw = x.dtype == np.uint8
+        self.row_bytes = max(1, math.prod(x.shape[1:]) * x.dtype.itemsize)
+
+    def __call__(self, src: np.ndarray) -> np.ndarray:
+        from wae_toolkit.data.layout import _arrange
+
+        order = np.argsort(src, kind="stable")
+        part = np.empty((len(src), *self.x.shape[1:]), dtype=self.x.dtype)
+        part[order] = self.x[src[order]]
+        part = _arrange(part, self.layout)
+        return part if self.resize is None else self.resize.apply(part)
+
+
 class StreamedPart:
-    """The training part of an array data set, read a batch at a time.
+    """The training part of a data set, read a batch at a time.
 
     Args:
-        x: the samples, ``(N, ...)`` as a ``.npy`` file holds them (memory-mapped or not).
-        idx: the rows of ``x`` in this part, in the part's order.
-        layout: how ``x``'s shape maps to samples (:func:`~wae_toolkit.data.layout._layout`).
-        resize: the crop and resize of images, or None.
-        sample_shape: the shape of one sample after both.
+        rows: reads samples by their index in the source (``rows(indices) -> array``), ``uint8``
+            when ``rows.raw`` is true; :class:`ArrayRows` for arrays, the image source's reader
+            for folders of images. It runs in the loader's worker processes.
+        idx: the source's indices in this part, in the part's order.
+        sample_shape: the shape of one sample as read.
         where: the part, for messages.
     """
 
-    def __init__(
-        self,
-        x: np.ndarray,
-        idx: np.ndarray,
-        layout: str,
-        resize: Any,
-        sample_shape: tuple[int, ...],
-        where: str,
-    ) -> None:
-        self.x, self.idx, self.layout, self.resize = x, np.asarray(idx), layout, resize
+    def __init__(self, rows: Any, idx: np.ndarray, sample_shape: tuple[int, ...], where: str):
+        self.rows, self.idx = rows, np.asarray(idx)
         self.sample_shape, self.where = tuple(sample_shape), where
-        self.raw = x.dtype == np.uint8  #: kept as bytes until :meth:`finish`
+        self.raw = bool(rows.raw)  #: kept as bytes until :meth:`finish`
         self.symmetric = False  #: ``scale=symmetric``: 2x - 1 after the division by 255
 
     def __len__(self) -> int:
@@ -87,21 +105,12 @@ class StreamedPart:
     @property
     def nbytes(self) -> int:
         """What the part would take on the device."""
-        return resident_bytes(len(self.idx), self.sample_shape, self.x.dtype)
+        return len(self.idx) * math.prod(self.sample_shape) * (1 if self.raw else 4)
 
-    def read(self, rows: np.ndarray) -> torch.Tensor:
-        """The samples at positions ``rows`` of the part, in that order: ``uint8`` for byte data
-        (see :meth:`finish`), float32 otherwise. Rows are read from ``x`` in increasing order
-        (a memory-mapped file is read forward)."""
-        from wae_toolkit.data.layout import _arrange
-
-        src = self.idx[np.asarray(rows)]
-        order = np.argsort(src, kind="stable")
-        part = np.empty((len(src), *self.x.shape[1:]), dtype=self.x.dtype)
-        part[order] = self.x[src[order]]
-        part = _arrange(part, self.layout)
-        if self.resize is not None:
-            part = self.resize.apply(part)
+    def read(self, positions: np.ndarray) -> torch.Tensor:
+        """The samples at ``positions`` of the part, in that order: ``uint8`` for byte data (see
+        :meth:`finish`), float32 otherwise."""
+        part = self.rows(self.idx[np.asarray(positions)])
         if self.raw:
             return torch.from_numpy(np.ascontiguousarray(part, dtype=np.uint8))
         with np.errstate(over="ignore", invalid="ignore"):
@@ -114,35 +123,27 @@ class StreamedPart:
         return out.mul_(2.0).sub_(1.0) if self.symmetric else out
 
     def scan(self) -> tuple[float, float]:
-        """The smallest and largest value of the part as float32, read once in order; NaN and
-        infinite values are refused as the resident path refuses them."""
+        """The smallest and largest value of the part as float32, read once in order (byte data
+        lie in [0, 1] and are not read); NaN and infinite values are refused as the resident
+        path refuses them."""
         if self.raw:
-            lo, hi = 255, 0
-            for rows in self._chunks():
-                part = self.x[np.sort(self.idx[rows])]
-                lo, hi = min(lo, int(part.min())), max(hi, int(part.max()))
-            return lo / 255.0, hi / 255.0
-        lo_f, hi_f, bad = math.inf, -math.inf, 0
-        for rows in self._chunks():
-            values = self.read(rows).numpy()
+            return 0.0, 1.0
+        lo, hi, bad = math.inf, -math.inf, 0
+        row_bytes = getattr(self.rows, "row_bytes", 4 * math.prod(self.sample_shape))
+        step = max(1, _SCAN_BYTES // row_bytes)
+        for start in range(0, len(self.idx), step):
+            values = self.read(np.arange(start, min(start + step, len(self.idx)))).numpy()
             finite = np.isfinite(values)
             bad += int(values.size - np.count_nonzero(finite))
             if finite.any():
-                lo_f = min(lo_f, float(values[finite].min()))
-                hi_f = max(hi_f, float(values[finite].max()))
+                lo, hi = min(lo, float(values[finite].min())), max(hi, float(values[finite].max()))
         if bad:
             raise DataError(
                 f"{self.where} holds {bad:,} NaN or infinite value{'s' if bad > 1 else ''} (or "
                 "values beyond float32's range); only finite numbers can be used, so clean or "
                 "drop those samples first."
             )
-        return lo_f, hi_f
-
-    def _chunks(self) -> Iterator[np.ndarray]:
-        per_row = max(1, math.prod(self.x.shape[1:]) * self.x.dtype.itemsize)
-        step = max(1, _SCAN_BYTES // per_row)
-        for start in range(0, len(self.idx), step):
-            yield np.arange(start, min(start + step, len(self.idx)))
+        return lo, hi
 
 
 def read_part(
@@ -164,7 +165,7 @@ def read_part(
     rows = np.arange(len(x)) if idx is None else idx
     if budget is not None and resident_bytes(len(rows), sample_shape, x.dtype) > budget:
         if training:
-            return StreamedPart(x, rows, layout, resize, sample_shape, where)
+            return StreamedPart(ArrayRows(x, layout, resize), rows, sample_shape, where)
     if budget is not None:  # a run: the footprint of the whole data set was not checked
         check_fits(
             4 * len(rows) * math.prod(sample_shape),

@@ -100,11 +100,19 @@ def test_bad_requests_get_one_sentence(run_dir, tmp_path, capsys, args, message)
     assert code == 2 and message in error_line(err)
 
 
-def test_a_png_needs_image_data(tmp_path, capsys):
+def test_a_png_needs_image_or_signal_data(tmp_path, capsys):
     out = tmp_path / "ring"
     wt.fit(data="ring", data_opts={"n": 200}, epochs=1, out=str(out), device="cpu")
     code, _, err = wae(capsys, "sample", str(out), "--out", str(tmp_path / "s.png"))
-    assert code == 2 and "A .png needs image data" in error_line(err)
+    assert code == 2 and "A .png draws images or signals; this run's samples are vectors" in (
+        error_line(err)
+    )
+    signals = tmp_path / "sig"
+    x = np.sin(np.linspace(0, 6, 64))[None, None] * np.ones((120, 2, 1), dtype=np.float32)
+    wt.fit(data=x.astype(np.float32), network="conv1d", epochs=1, out=str(signals), device="cpu")
+    plot = tmp_path / "sig.png"
+    assert wae(capsys, "sample", str(signals), "-n", "4", "--out", str(plot))[0] == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert wae(capsys, "sample", str(out), "--out", str(tmp_path / "s.npy"))[0] == 0
     assert np.load(tmp_path / "s.npy").shape == (64, 2)
 

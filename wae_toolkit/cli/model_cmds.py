@@ -60,20 +60,28 @@ def _check_out(path: str, overwrite: bool, allowed: tuple[str, ...]) -> Path:
 
 
 def _write(path: Path, array: Any, loaded: Any, nrow: int = 8) -> None:
-    """Write ``array`` (a tensor) as ``.npy``, or as a PNG grid for image data."""
+    """Write ``array`` (a tensor) as ``.npy``, or as a PNG: a grid of images, or line plots of
+    signals."""
     import numpy as np
 
     if path.suffix.lower() == ".npy":
         np.save(path, array.detach().cpu().numpy(), allow_pickle=False)
         return
     shape = loaded.record["data"]["sample_shape"]
+    vr = loaded.record["data"].get("value_range")
+    if len(shape) == 2:  # signals (C, L): line plots, one panel each
+        from wae_toolkit.runs.data_plots import save_signals
+
+        signals = array.reshape(-1, *shape)
+        save_signals(path, f"{len(signals)} signals", signals, value_range=vr and tuple(vr))
+        return
     if len(shape) != 3:
         raise UsageError(
-            f"A .png needs image data; this run's samples have shape {tuple(shape)}: use .npy."
+            f"A .png draws images or signals; this run's samples are vectors of shape "
+            f"{tuple(shape)}: use .npy."
         )
     from wae_toolkit.runs.figures import save_image_grid
 
-    vr = loaded.record["data"].get("value_range")
     save_image_grid(path, array.reshape(-1, *shape), nrow=nrow, value_range=vr and tuple(vr))
 
 

@@ -95,3 +95,23 @@ def test_sigterm_checkpoints_every_rank_at_the_same_step_and_resume_finishes(tmp
     assert summary["steps"] == 240 and summary["replica_divergence"] == 0.0
     steps = [r["step"] for r in _records(out) if r["kind"] == "step"]
     assert steps == list(range(1, 241))
+
+
+def test_streamed_data_are_sharded_across_processes_like_resident_data(tmp_path):
+    """Under --nproc 2 each process streams its own share of every batch: the run ends with the
+    weights of the same run on the data held in memory."""
+    import numpy as np
+
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 256, (400, 1, 8, 8), dtype=np.uint8))
+    common = ["--data", str(data), "--epochs", "2", "--latent-dim", "2", "--workers", "1"]
+    runs = {}
+    for name, extra in (("resident", []), ("streamed", ["--memory-budget", "1kB"])):
+        out = tmp_path / name
+        proc = _wae(*common, *extra, "--out", str(out))
+        _, stderr = proc.communicate(timeout=240)
+        assert proc.returncode == 0, stderr.decode()[-3000:]
+        runs[name] = load_file(str(out / "model.safetensors"))
+    assert runs["resident"].keys() == runs["streamed"].keys()
+    for k, v in runs["resident"].items():
+        assert torch.equal(v, runs["streamed"][k]), k

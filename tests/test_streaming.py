@@ -131,3 +131,15 @@ def test_a_streamed_image_folder_equals_the_resident_one(tmp_path):
         data=str(folder), data_opts=opts, memory_budget="1kB", out=str(tmp_path / "b"), **FAST
     )
     _same(a.state_dict(), b.state_dict())
+
+
+def test_rows_of_a_mapped_file_are_read_without_the_mapping(tmp_path):
+    from wae_toolkit.data.layout import read_rows
+
+    x = np.random.default_rng(5).random((50, 3, 4)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows = np.array([7, 0, 49, 7, 13])
+    assert np.array_equal(read_rows(mapped, rows), x[rows])
+    assert np.array_equal(read_rows(mapped[10:], rows[:3] % 40), x[10:][rows[:3] % 40])  # a view
+    assert np.array_equal(read_rows(x, rows), x[rows])

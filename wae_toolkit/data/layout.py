@@ -7,6 +7,7 @@ float32 tensor in chunks, and validating label arrays.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -115,7 +116,7 @@ def _gather(
     bad_values, first_bad = 0, -1
     for start in range(0, n, step):
         stop = min(start + step, n)
-        part = x[start:stop] if idx is None else x[idx[start:stop]]
+        part = x[start:stop] if idx is None else read_rows(x, idx[start:stop])
         part = _arrange(np.asarray(part), layout)
         with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 -> inf
             out[start:stop] = part if resize is None else resize.apply(part)
@@ -137,6 +138,36 @@ def _gather(
     if x.dtype == np.uint8:
         out /= 255.0
     return torch.from_numpy(out)
+
+
+def read_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x[rows]``. For an array memory-mapped from a ``.npy`` file, read with ``os.pread``
+    instead of through the mapping: pages touched through a mapping stay in the process's
+    resident memory (and the kernel maps their neighbours too), so reading a few rows of a large
+    file would count much of it as the process's memory; read this way only the rows are held."""
+    import mmap
+
+    rows = np.asarray(rows)
+    if not (
+        isinstance(x, np.memmap)
+        and isinstance(x.base, mmap.mmap)  # the file's own mapping, not a view of it
+        and x.flags.c_contiguous
+        and getattr(x, "filename", None)
+    ):
+        return np.asarray(x[rows])
+    row = math.prod(x.shape[1:]) * x.dtype.itemsize
+    out = np.empty((len(rows), *x.shape[1:]), dtype=x.dtype)
+    flat = out.reshape(len(rows), -1).view(np.uint8)
+    fd = os.open(x.filename, os.O_RDONLY)
+    try:
+        for j, i in enumerate(rows.tolist()):
+            got = os.pread(fd, row, int(x.offset) + int(i) * row)
+            if len(got) != row:
+                raise DataError(f"'{x.filename}' is shorter than its header says (row {i}).")
+            flat[j] = np.frombuffer(got, dtype=np.uint8)
+    finally:
+        os.close(fd)
+    return out
 
 
 def _arrange(part: np.ndarray, layout: str) -> np.ndarray:

@@ -68,11 +68,11 @@ class ArrayRows:
         self.row_bytes = max(1, math.prod(x.shape[1:]) * x.dtype.itemsize)
 
     def __call__(self, src: np.ndarray) -> np.ndarray:
-        from wae_toolkit.data.layout import _arrange
+        from wae_toolkit.data.layout import _arrange, read_rows
 
         order = np.argsort(src, kind="stable")
         part = np.empty((len(src), *self.x.shape[1:]), dtype=self.x.dtype)
-        part[order] = self.x[src[order]]
+        part[order] = read_rows(self.x, src[order])
         part = _arrange(part, self.layout)
         return part if self.resize is None else self.resize.apply(part)
 

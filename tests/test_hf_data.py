@@ -183,3 +183,22 @@ def test_a_folder_of_parquet_files_points_at_them(store, tmp_path):
     (tmp_path / "data" / "train.parquet").write_bytes((store / "images.parquet").read_bytes())
     _error(str(tmp_path / "data"), None, "Hugging Face data file train.parquet", "give its path")
     assert load_dataset(str(tmp_path / "data" / "train.parquet")).train.shape[0] == 32
+
+
+@pytest.mark.parametrize("form", ["images", "arrays", "dict"])
+def test_a_streamed_hugging_face_data_set_trains_as_the_resident_one(store, tmp_path, form):
+    from wae_toolkit.data.streamed import StreamedPart, memory_budget
+
+    with memory_budget(100):
+        data = wt_load(str(store / form))
+    assert isinstance(data.train, StreamedPart) and data.train.raw  # bytes until the device
+    a = wt.fit(data=str(store / form), out=str(tmp_path / "r"), **FAST).state_dict()
+    b = wt.fit(data=str(store / form), memory_budget=100, out=str(tmp_path / "s"), **FAST)
+    for k, v in a.items():
+        assert torch.equal(v, b.state_dict()[k]), k
+
+
+def wt_load(spec: str):
+    from wae_toolkit.data import load_dataset
+
+    return load_dataset(spec)

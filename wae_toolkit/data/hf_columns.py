@@ -8,6 +8,7 @@ rows and ``take(indices, part) -> float32 tensor``; both parts share one sample 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,7 +16,8 @@ import numpy as np
 import torch
 
 from wae_toolkit.data.images import _GRAY_MODES, _map
-from wae_toolkit.data.layout import _check_dtype, _gather, _layout, _sample_shape
+from wae_toolkit.data.layout import _check_dtype, _layout, _sample_shape
+from wae_toolkit.data.streamed import StreamedPart, read_part, streaming_budget
 from wae_toolkit.errors import DataError
 
 __all__ = ["Take", "image_parts", "array_parts", "is_image_feature", "is_array_feature"]
@@ -104,36 +106,61 @@ def image_parts(
         channels = 1 if all(m in _GRAY_MODES for _, m in every) else 3
     mode = "L" if channels == 1 else "RGB"
 
+    shape = (channels, height, width)
+
     def reader(arrow: Any) -> Take:
-        def take(idx: np.ndarray, part: str) -> torch.Tensor:
-            out = np.empty((len(idx), channels, height, width), dtype=np.float32)
+        rows = _ImageRows(arrow, col, mode, (width, height), spec)
+
+        def take(idx: np.ndarray, part: str) -> Any:
+            where = f"The {part} part of column '{col}' in '{spec}'"
+            budget = streaming_budget()
+            if part == "training" and budget is not None and len(idx) * math.prod(shape) > budget:
+                return StreamedPart(rows, idx, shape, where)
+            out = np.empty((len(idx), *shape), dtype=np.float32)
             for start, stop in _chunks(len(idx)):
-                items = _items(arrow, col, [int(i) for i in idx[start:stop]])
-
-                def one(j: int, items: list[Any] = items, start: int = start) -> str | None:
-                    try:
-                        with _open(items[j]) as opened:
-                            img = opened.convert(mode)
-                            if img.size != (width, height):
-                                img = img.resize((width, height), _bicubic())
-                            arr = np.asarray(img, dtype=np.uint8)
-                    except Exception as exc:  # truncated or corrupt pixel data
-                        return f"row {int(idx[start + j]):,} ({exc})"
-                    out[start + j] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-                    return None
-
-                errors = [e for e in _map(one, range(stop - start)) if e]
-                if errors:
-                    raise DataError(
-                        f"The image in {errors[0]} of column '{col}' in '{spec}' could not be "
-                        "decoded; remove or replace it."
-                    )
+                out[start:stop] = rows(idx[start:stop])
             out /= 255.0
             return torch.from_numpy(out)
 
         return take
 
-    return (channels, height, width), [reader(a) for a in arrows]
+    return shape, [reader(a) for a in arrows]
+
+
+class _ImageRows:
+    """Decodes rows of an image column as ``uint8`` arrays ``(N, C, H, W)`` (on threads): the
+    resident path's reader, and the streamed path's in the data loader's workers."""
+
+    raw = True
+
+    def __init__(self, arrow: Any, col: str, mode: str, size: tuple[int, int], spec: str):
+        self.arrow, self.col, self.mode, self.size, self.spec = arrow, col, mode, size, spec
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        items = _items(self.arrow, self.col, [int(i) for i in idx])
+        width, height = self.size
+        channels = 1 if self.mode == "L" else 3
+        out = np.empty((len(idx), channels, height, width), dtype=np.uint8)
+
+        def one(j: int) -> str | None:
+            try:
+                with _open(items[j]) as opened:
+                    img = opened.convert(self.mode)
+                    if img.size != self.size:
+                        img = img.resize(self.size, _bicubic())
+                    arr = np.asarray(img, dtype=np.uint8)
+            except Exception as exc:  # truncated or corrupt pixel data
+                return f"row {int(idx[j]):,} ({exc})"
+            out[j] = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+            return None
+
+        errors = [e for e in _map(one, range(len(idx))) if e]
+        if errors:
+            raise DataError(
+                f"The image in {errors[0]} of column '{self.col}' in '{self.spec}' could not be "
+                "decoded; remove or replace it."
+            )
+        return out
 
 
 def _bicubic() -> Any:
@@ -201,9 +228,12 @@ def array_parts(parts: Sequence[Any], col: str, spec: str) -> tuple[tuple[int, .
             )
         shape = part_shape
 
-        def take(idx: np.ndarray, part_name: str, c: Any = column, lay: str = layout) -> Any:
-            # _gather reads rows by index and by slice: the column reads them from the table.
-            return _gather(c, idx, lay, f"The {part_name} part of column '{col}' in '{spec}'")
+        def take(
+            idx: np.ndarray, name: str, c: Any = column, lay: str = layout, at: Any = part_shape
+        ) -> Any:
+            # The column reads rows by index and by slice from the table, as an array would.
+            where = f"The {name} part of column '{col}' in '{spec}'"
+            return read_part(c, idx, lay, None, at, where, training=name == "training")
 
         takes.append(take)
     assert shape is not None

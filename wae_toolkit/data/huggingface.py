@@ -21,6 +21,7 @@ from wae_toolkit.data.dataset import Dataset, _finish, _finish_split, _Footprint
 from wae_toolkit.data.hf_columns import array_parts, image_parts, is_array_feature, is_image_feature
 from wae_toolkit.data.layout import _as_labels
 from wae_toolkit.data.source_options import _check_values
+from wae_toolkit.data.streamed import streaming_budget
 from wae_toolkit.errors import DataError, did_you_mean
 from wae_toolkit.plugins.interfaces import INTERFACE_VERSION, DataSource
 
@@ -303,10 +304,14 @@ def _build(spec: str, train: Any, test: Any, opts: dict[str, Any], explicit: boo
         fix="keep fewer training samples with --data-opt limit=N"
         + (", or a smaller --data-opt size" if kind == "images" else ""),
     )
+    budget = streaming_budget()  # a run's: a training part larger than it is streamed
+    per_sample = math.prod(shape) * (1 if kind == "images" else 4)
+    streams = budget is not None and len(train) * per_sample > budget
     if test is None:
-        return _finish_split(spec, what, len(train), takes[0], labels[0], opts, footprint=footprint)
+        whole = None if streams else footprint
+        return _finish_split(spec, what, len(train), takes[0], labels[0], opts, footprint=whole)
     n_train = min(len(train), opts["limit"] or len(train))
-    footprint.check(n_train + len(test))
+    footprint.check(len(test) if streams else n_train + len(test))
     train_idx, test_idx = np.arange(n_train), np.arange(len(test))
     both = labels[0] is not None and labels[1] is not None
     return _finish(

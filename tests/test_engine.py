@@ -106,7 +106,7 @@ def test_loop_state_round_trips_through_a_checkpoint_document() -> None:
         step=17,
         perm=torch.arange(12).view(4, 3),
         log_acc={"loss": [torch.tensor(1.0), torch.tensor(2.0)]},
-        epoch_acc={"loss": [torch.tensor(0.5)] * 3, "cost": [torch.tensor(0.25)] * 3},
+        epoch_buffers={"loss": (torch.full((3,), 0.5), 3), "cost": (torch.full((5,), 0.25), 3)},
         last_eval={"test_mmd": 0.1},
         metrics_lines=9,
         seconds=4.0,

@@ -41,7 +41,9 @@ class LoopState:
     step: int = 0  #: optimisation steps taken
     perm: Tensor = field(default_factory=_empty_order)  #: this epoch's order (batch rows)
     log_acc: Losses = field(default_factory=dict)
-    epoch_acc: Losses = field(default_factory=dict)
+    #: The epoch's loss terms: per term, a buffer and the number of steps in it (see
+    #: :meth:`record`; :attr:`epoch_acc` lists them).
+    epoch_buffers: dict[str, tuple[Tensor, int]] = field(default_factory=dict)
     last_eval: dict[str, float] = field(default_factory=dict)
     metrics_lines: int = 0
     seconds: float = 0.0  #: time trained by earlier processes of this run
@@ -53,10 +55,25 @@ class LoopState:
     started: float = field(default_factory=time.perf_counter, repr=False)
 
     def record(self, logs: dict[str, Tensor]) -> None:
-        """Add one step's loss terms to both accumulators."""
+        """Add one step's loss terms to both accumulators. The epoch's are copied into one
+        growing buffer per term (on the device, no synchronisation): thousands of small tensors
+        kept for a whole epoch would fragment the allocator's heap, which then keeps the freed
+        batches of every step (measured: 0.8 MB per step of 32x32 RGB batches of 100)."""
         for k, v in logs.items():
             self.log_acc.setdefault(k, []).append(v)
-            self.epoch_acc.setdefault(k, []).append(v)
+            buf, n = self.epoch_buffers.get(k, (None, 0))
+            if buf is None or n == len(buf):
+                grown = torch.empty(max(64, 2 * n), dtype=v.dtype, device=v.device)
+                if buf is not None:
+                    grown[:n] = buf
+                buf = grown
+            buf[n] = v
+            self.epoch_buffers[k] = (buf, n + 1)
+
+    @property
+    def epoch_acc(self) -> Losses:
+        """The loss terms of each step of the epoch so far."""
+        return {k: list(buf[:n].unbind(0)) for k, (buf, n) in self.epoch_buffers.items()}
 
     def elapsed(self) -> float:
         """Seconds trained so far, by this process and the ones before it."""
@@ -64,7 +81,7 @@ class LoopState:
 
     def begin_epoch(self, epoch: int, perm: Tensor) -> None:
         self.epoch, self.batch, self.perm = epoch, 0, perm
-        self.log_acc, self.epoch_acc = {}, {}
+        self.log_acc, self.epoch_buffers = {}, {}
 
     def to_extra(self, **run: Any) -> dict[str, Any]:
         """The checkpoint's ``extra`` values; ``run`` adds what describes the run (settings,
@@ -106,7 +123,9 @@ class LoopState:
             step=int(extra["step"]),
             perm=extra["perm"].to(device),
             log_acc=unstack(extra["log_acc"]),
-            epoch_acc=unstack(extra["epoch_acc"]),
+            epoch_buffers={
+                k: (v.to(device), len(v)) for k, v in extra["epoch_acc"].items() if len(v)
+            },
             last_eval=dict(extra["last_eval"]),
             bad_steps=int(extra.get("bad_steps", 0)),
             best=dict(extra.get("best", {})),

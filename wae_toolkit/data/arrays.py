@@ -15,7 +15,7 @@ from wae_toolkit.data.dataset import Dataset, _finish_given_split, _finish_split
 from wae_toolkit.data.layout import _as_labels, _check_dtype, _layout, _sample_shape
 from wae_toolkit.data.resample import resize_for
 from wae_toolkit.data.source_options import _bind, _given
-from wae_toolkit.data.streamed import read_part, resident_bytes, streaming_budget
+from wae_toolkit.data.streamed import keeps_bytes, read_part, resident_bytes
 from wae_toolkit.errors import DataError, did_you_mean
 from wae_toolkit.memory import check_fits
 
@@ -220,8 +220,7 @@ def arrays_dataset(
     resize = resize_for(opts, x.shape, layout, _cap(wheres[0]))
     shape = _sample_shape(x.shape, layout)
     shape = shape if resize is None else resize.shape(shape)
-    budget = streaming_budget()
-    streams = budget is not None and resident_bytes(len(x), shape, x.dtype) > budget
+    streams = keeps_bytes(x.dtype, resident_bytes(len(x), shape, x.dtype))
     footprint: _Footprint | None = (
         None
         if streams

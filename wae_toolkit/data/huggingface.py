@@ -306,7 +306,7 @@ def _build(spec: str, train: Any, test: Any, opts: dict[str, Any], explicit: boo
     )
     budget = streaming_budget()  # a run's: a training part larger than it is streamed
     per_sample = math.prod(shape) * (1 if kind == "images" else 4)
-    streams = budget is not None and len(train) * per_sample > budget
+    streams = budget is not None and (kind == "images" or len(train) * per_sample > budget)
     if test is None:
         whole = None if streams else footprint
         return _finish_split(spec, what, len(train), takes[0], labels[0], opts, footprint=whole)

@@ -114,9 +114,9 @@ def _load_image_folder(
 
     def read(idx: np.ndarray, part: str) -> Any:
         where = f"The {part} part of '{name}'"
-        if part == "training" and streams:
+        if part == "training" and lazy:  # a run: bytes on the device, or streamed
             return StreamedPart(rows, idx, (channels, height, width), where)
-        if streams:
+        if lazy:
             footprint.check(len(idx))
         out = np.empty((len(idx), channels, height, width), dtype=np.float32)
 
@@ -130,8 +130,7 @@ def _load_image_folder(
     what = f"images from '{name}'" + (", classes from sub-folders" if has_classes else "")
     resolved = dict(opts, channels=channels)
     pixels = channels * width * height
-    budget = streaming_budget()
-    streams = budget is not None and len(paths) * pixels > budget  # bytes on the device
+    lazy = streaming_budget() is not None  # a run reads the training part lazily (bytes)
     footprint = _Footprint(
         per_sample=4 * pixels,  # the float32 tensors
         # each thread decodes one image at a time: converted, resized and copied (uint8)
@@ -143,8 +142,8 @@ def _load_image_folder(
             else "resize them with --data-opt size=N, or keep fewer with --data-opt limit=N"
         ),
     )
-    # Streamed, the training part is read a batch at a time: only the held-out part is checked.
-    whole = None if streams else footprint
+    # Lazily, the training part is never float32 here: only the held-out part is checked.
+    whole = None if lazy else footprint
     return _finish_split(name, what, len(paths), read, labels, resolved, footprint=whole)
 
 
@@ -191,7 +190,7 @@ class ImageRows:
         return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
     def __call__(self, src: np.ndarray) -> np.ndarray:
-        return np.stack([self.decode(int(i)) for i in src])
+        return np.stack(_map(self.decode, [int(i) for i in src]))
 
 
 def _map(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:

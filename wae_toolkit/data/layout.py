@@ -157,7 +157,9 @@ def read_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return np.asarray(x[rows])
     row = math.prod(x.shape[1:]) * x.dtype.itemsize
     out = np.empty((len(rows), *x.shape[1:]), dtype=x.dtype)
-    flat = out.reshape(len(rows), -1).view(np.uint8)
+    if not len(rows):
+        return out
+    flat = out.reshape(len(rows), row // x.dtype.itemsize).view(np.uint8)
     fd = os.open(x.filename, os.O_RDONLY)
     try:
         for j, i in enumerate(rows.tolist()):

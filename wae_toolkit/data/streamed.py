@@ -30,6 +30,7 @@ __all__ = [
     "memory_budget",
     "streaming_budget",
     "resident_bytes",
+    "keeps_bytes",
     "read_part",
 ]
 
@@ -51,6 +52,14 @@ def memory_budget(nbytes: int | None) -> Iterator[None]:
 def streaming_budget() -> int | None:
     """The budget in force (None outside a run: every part is read whole)."""
     return _BUDGET.get()
+
+
+def keeps_bytes(dtype: np.dtype, nbytes: int) -> bool:
+    """Whether a run reads a training part lazily, as a :class:`StreamedPart`: when it is larger
+    than the budget (it streams), or made of bytes (``uint8`` images stay bytes on the device
+    until a batch is used; the run holds them whole when they fit)."""
+    budget = streaming_budget()
+    return budget is not None and (nbytes > budget or dtype == np.uint8)
 
 
 def resident_bytes(n: int, sample_shape: tuple[int, ...], dtype: np.dtype) -> int:
@@ -156,16 +165,15 @@ def read_part(
     training: bool,
 ) -> torch.Tensor | StreamedPart:
     """Rows ``idx`` of ``x`` (all when None) as one float32 tensor, or, for a training part
-    larger than the budget in force, as a :class:`StreamedPart`. A held-out part is always read
-    whole (it must fit the machine's memory, as float32)."""
+    under a run's budget that is larger than it or made of bytes, as a :class:`StreamedPart`.
+    A held-out part is always read whole (it must fit the machine's memory, as float32)."""
     from wae_toolkit.data.layout import _gather
     from wae_toolkit.memory import check_fits
 
     budget = streaming_budget()
     rows = np.arange(len(x)) if idx is None else idx
-    if budget is not None and resident_bytes(len(rows), sample_shape, x.dtype) > budget:
-        if training:
-            return StreamedPart(ArrayRows(x, layout, resize), rows, sample_shape, where)
+    if training and keeps_bytes(x.dtype, resident_bytes(len(rows), sample_shape, x.dtype)):
+        return StreamedPart(ArrayRows(x, layout, resize), rows, sample_shape, where)
     if budget is not None:  # a run: the footprint of the whole data set was not checked
         check_fits(
             4 * len(rows) * math.prod(sample_shape),

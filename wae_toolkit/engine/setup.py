@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from wae_toolkit._version import __version__
@@ -114,8 +115,9 @@ def _data_on(
     larger than the memory budget, a :class:`StreamedBatches`) and the plugins built for it
     (one time each)."""
     torch.manual_seed(config.seed)
-    budget = parse_bytes(config.memory_budget) if config.memory_budget is not None else None
-    with memory_budget(budget if budget is not None else default_budget(device)):
+    given = None if config.memory_budget is None else parse_bytes(config.memory_budget)
+    budget = given or default_budget(device) or 1 << 62  # unknown memory: no limit
+    with memory_budget(budget):
         if isinstance(config.data, str):
             data = load_dataset(config.data, config.data_opts)
         else:  # data given in Python
@@ -129,16 +131,19 @@ def _data_on(
     if channels_last:
         comps.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         test_x = test_x.contiguous(memory_format=torch.channels_last)
-    if isinstance(data.train, StreamedPart):
+    part = data.train
+    if isinstance(part, StreamedPart) and part.nbytes <= budget:  # bytes that fit: held whole
+        chunks = np.array_split(np.arange(len(part)), min(64, len(part)))
+        x = torch.cat([part.read(rows) for rows in chunks])
+        x = x.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return config, data, comps, ResidentBatches(x, finish=part.finish), test_x
+    if isinstance(part, StreamedPart):
         workers = default_workers() if config.workers is None else config.workers
-        return (
-            config,
-            data,
-            comps,
-            StreamedBatches(data.train, device, workers, channels_last),
-            test_x,
-        )
-    train_x = data.train.to(device)
+        streamed = StreamedBatches(part, device, workers, channels_last)
+        return config, data, comps, streamed, test_x
+    train_x = part.to(device)
     if channels_last:
         train_x = train_x.contiguous(memory_format=torch.channels_last)  # batches inherit it
     return config, data, comps, ResidentBatches(train_x), test_x
@@ -280,7 +285,7 @@ def prepare(
                 "(they are larger than --memory-budget); raise the budget or drop the option."
             )
         pre = EncoderPretraining(
-            comps.model, batches.x, config.pretrain_steps, batch, config.lr, betas
+            comps.model, batches.floats(), config.pretrain_steps, batch, config.lr, betas
         )
         session.pretraining, objects["optimizers"]["pretrain"] = pre, pre.opt
     _start(session, lock, space)

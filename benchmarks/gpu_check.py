@@ -526,13 +526,17 @@ def markdown(report: dict[str, Any]) -> str:
 
     vs = (parts.get("vs_pythae") or {}).get("results")
     if vs and vs.get("cases"):
-        lines += ["", "## Against pythae 0.1.2: `benchmarks/vs_pythae.py`", ""]
-        lines += _commands(parts["vs_pythae"])
-        lines += [
-            "| case | pythae samples/s | wae-toolkit samples/s | ratio (median of pairs) | "
-            "target |",
-            "|---|---|---|---|---|",
-        ]
+        lines += _section(
+            "Against pythae 0.1.2: `benchmarks/vs_pythae.py`",
+            parts["vs_pythae"],
+            [
+                "case",
+                "pythae samples/s",
+                "wae-toolkit samples/s",
+                "ratio (median of pairs)",
+                "target",
+            ],
+        )
         for case, row in vs["cases"].items():
             label, target = VS_LABELS.get(case, (case, ""))
             if "ratio_median" not in row:
@@ -579,13 +583,11 @@ def markdown(report: dict[str, Any]) -> str:
 
     tp = (parts.get("throughput") or {}).get("results")
     if tp and tp.get("rows"):
-        lines += ["", "## Throughput and MFU: `benchmarks/throughput.py`", ""]
-        lines += _commands(parts["throughput"])
-        lines += [
-            "| model | batch | variant | GFLOP/step | ms/step | samples/s | TFLOP/s | MFU | "
-            "warm-up s |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
+        columns = ["model", "batch", "variant", "GFLOP/step", "ms/step", "samples/s"]
+        columns += ["TFLOP/s", "MFU", "warm-up s"]
+        lines += _section(
+            "Throughput and MFU: `benchmarks/throughput.py`", parts["throughput"], columns
+        )
         for r in tp["rows"]:
             if "error" in r:
                 err = r["error"][:100].replace("|", "/")
@@ -599,6 +601,12 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{r['warmup_seconds']:.1f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _section(title: str, part: dict[str, Any], columns: list[str]) -> list[str]:
+    """A report section's title, the commands that made it and its table's header."""
+    header = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return ["", f"## {title}", "", *_commands(part), *header]
 
 
 def _commands(part: dict[str, Any]) -> list[str]:

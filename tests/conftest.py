@@ -113,3 +113,20 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
         tmp_path / "site", monkeypatch, FAKE_DIST, FAKE_VERSION, "fakeplug", modules, entry_points
     ) as root:
         yield root
+
+
+@pytest.fixture
+def sessions(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The :class:`~wae_toolkit.engine.setup.Session` of every run trained in the test, in order
+    (``sessions[-1]`` is the latest): its model, its batches, its state."""
+    from wae_toolkit.engine import setup
+
+    seen: list = []
+    prepare = setup.prepare
+
+    def spy(*args, **kwargs):
+        seen.append(prepare(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr("wae_toolkit.engine.loop.prepare", spy)
+    return seen

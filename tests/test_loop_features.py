@@ -314,31 +314,25 @@ def test_a_bad_loop_setting_is_one_sentence(settings, words) -> None:
 class _Weights(Callback):
     """The model's parameters after every step, and at every evaluation."""
 
-    def __init__(self) -> None:
+    def __init__(self, sessions: list) -> None:
+        self.sessions = sessions  # the ``sessions`` fixture: the run's session, once prepared
         self.steps: list[dict[str, torch.Tensor]] = []
         self.evaluations: dict[int, dict[str, torch.Tensor]] = {}
-        self.model: torch.nn.Module | None = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.sessions[-1].comps.model
 
     def on_step_end(self, step: int, epoch: int) -> None:
-        assert self.model is not None
         self.steps.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
 
 
-def test_the_moving_average_equals_the_hand_computed_one(tmp_path, monkeypatch) -> None:
+def test_the_moving_average_equals_the_hand_computed_one(tmp_path, sessions) -> None:
     from safetensors.torch import load_file
 
     from wae_toolkit.api import load
-    from wae_toolkit.engine import setup
 
-    seen = _Weights()
-    prepare = setup.prepare
-
-    def spy(*args, **kwargs):
-        session = prepare(*args, **kwargs)
-        seen.model = session.comps.model
-        return session
-
-    monkeypatch.setattr("wae_toolkit.engine.loop.prepare", spy)
+    seen = _Weights(sessions)
     decay = 0.8
     run = train(dataclasses.replace(_small(tmp_path / "e", 1), ema=decay), callback=seen)
     expected = dict(seen.steps[0])  # the first update copies the weights
@@ -374,26 +368,16 @@ def test_which_weights_a_run_loads_is_checked(tmp_path) -> None:
 
 class _AtEvaluations(_Weights):
     def on_evaluate(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
-        assert self.model is not None
         self.evaluations[step] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
 
 @pytest.mark.parametrize("patience", [1, 2])
-def test_early_stopping_stops_where_the_metric_history_says(tmp_path, monkeypatch, patience):
+def test_early_stopping_stops_where_the_metric_history_says(tmp_path, sessions, patience):
     from safetensors.torch import load_file
 
     from wae_toolkit.api import load
-    from wae_toolkit.engine import setup
 
-    seen = _AtEvaluations()
-    prepare = setup.prepare
-
-    def spy(*args, **kwargs):
-        session = prepare(*args, **kwargs)
-        seen.model = session.comps.model
-        return session
-
-    monkeypatch.setattr("wae_toolkit.engine.loop.prepare", spy)
+    seen = _AtEvaluations(sessions)
     config = dataclasses.replace(
         _small(tmp_path / "s", 40), monitor="test_mmd", patience=patience, lr=0.02
     )

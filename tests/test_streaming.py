@@ -146,25 +146,14 @@ def test_rows_of_a_mapped_file_are_read_without_the_mapping(tmp_path):
 
 
 def test_byte_images_that_fit_are_held_as_bytes_and_train_as_their_floats(
-    tmp_path, images, resident, monkeypatch
+    tmp_path, images, resident, sessions
 ):
     """A uint8 training part that fits the budget stays bytes on the device (a quarter of the
     memory), and trains the weights of the same pixels given as float32 values / 255."""
-    from wae_toolkit.engine import setup
-
-    seen = {}
-    prepare = setup.prepare
-
-    def spy(*args, **kwargs):
-        session = prepare(*args, **kwargs)
-        seen["x"] = session.batches.x
-        return session
-
-    monkeypatch.setattr("wae_toolkit.engine.loop.prepare", spy)
     as_bytes = wt.fit(data=str(images), out=str(tmp_path / "b"), **FAST)
-    assert seen["x"].dtype == torch.uint8
+    assert sessions[-1].batches.x.dtype == torch.uint8
     floats = np.load(images).astype(np.float32) / np.float32(255.0)
     as_floats = wt.fit(data=floats, out=str(tmp_path / "f"), **FAST)
-    assert seen["x"].dtype == torch.float32
+    assert sessions[-1].batches.x.dtype == torch.float32
     _same(as_bytes.state_dict(), as_floats.state_dict())
     _same(as_bytes.state_dict(), resident.state_dict())

@@ -5,15 +5,17 @@ overall budget (``--budget``, 315 s), so that one failing or slow command never 
 
 * ``env``: torch, CUDA, cuDNN, the GPU, the packages and the plugins found;
 * ``tests``: ``pytest -m cuda tests/test_cuda.py`` (every CUDA path against the CPU);
-* ``penalties``: ``benchmarks/penalties.py`` at B = 1,024 to 16,384, D = 64 (time, peak memory);
-* ``vs_pythae``: ``benchmarks/vs_pythae.py``'s GPU cases, one subprocess each;
-* ``throughput``: ``benchmarks/throughput.py``, eager, then compiled at batch 1,024 only (each
-  compiled variant costs a compilation of 20-60 s).
+* ``penalties``: ``benchmarks/penalties.py`` at B = 1,024 to 16,384, D = 64 (time, peak memory),
+  the IMQ MMD eager and with its blocks fused by ``torch.compile``;
+* ``vs_pythae``: ``benchmarks/vs_pythae.py``'s GPU cases, one subprocess each, and the digits
+  MLP again with ``--compile --compile-mode reduce-overhead`` (CUDA graphs);
+* ``throughput``: ``benchmarks/throughput.py``: eager in fp32, TF32 and bf16; CUDA graphs at
+  batch 100; compiled at batch 1,024 (each compiled variant costs a compilation of 20-60 s).
 
 The commands run most wanted first (env, tests, penalties, the two pythae cases with targets,
-eager throughput, the compiled CelebA bf16 of the MFU target, the pythae case at batch 1,024,
-the other compiled variants), so that a spent budget cuts the least wanted; a command that
-would get less than 10 s is not started.
+eager throughput, the digits MLP with CUDA graphs, the compiled CelebA bf16 of the MFU target,
+the pythae case at batch 1,024, CUDA-graph throughput, the other compiled variants), so that a
+spent budget cuts the least wanted; a command that would get less than 10 s is not started.
 
 Without a GPU (or with ``--smoke``) the same parts run at their CPU smoke sizes in well under a
 minute (the CUDA tests skip), which is how the test suite keeps this script working
@@ -82,7 +84,7 @@ def plan(gpu: bool, smoke: bool, tmp: Path, py: str) -> dict[str, list[Step]]:
     device = "cuda" if gpu else "cpu"
     if gpu and not smoke:
         pen = ["--batches", "1024,4096,16384", "--dims", "64", "--repeats", "3"]
-        pen += ["--penalties", "mmd-imq,mmd-rbf,mmd-imq+block4096,swd,kl"]
+        pen += ["--penalties", "mmd-imq,mmd-imq+compiled,mmd-rbf,mmd-imq+block4096,swd,kl"]
         steps["penalties"] = [
             Step(
                 "penalties",
@@ -107,16 +109,37 @@ def plan(gpu: bool, smoke: bool, tmp: Path, py: str) -> dict[str, list[Step]]:
                 ("gpu-conv-28-b1024", 2, 7),  # 40 steps; no target
             )
         ]
+        # the 10x target's case again with the lever for small models: CUDA graphs
+        graphs = ["--compile", "--compile-mode", "reduce-overhead"]
+        steps["vs_pythae"].append(
+            Step(
+                "vs_pythae gpu-mlp-digits, CUDA graphs",
+                [py, f"{bench}/vs_pythae.py", "--cases", "gpu-mlp-digits", "--repeats", "2"]
+                + ["--epochs", "30", *graphs, "--json"],
+                90,
+                tmp / "vs_pythae_gpu-mlp-digits_graphs.json",
+                order=5,
+            )
+        )
         tp = [py, f"{bench}/throughput.py", "--steps", "10", "--warmup", "3"]
         steps["throughput"] = [
             Step(
                 "throughput eager",
                 tp
                 + ["--models", "mnist,celeba", "--batches", "100,1024"]
-                + ["--variants", "eager-fp32,eager-bf16", "--json"],
+                + ["--variants", "eager-fp32,eager-tf32,eager-bf16", "--json"],
                 60,
                 tmp / "throughput_eager.json",
                 order=5,
+            ),
+            Step(  # launch overhead at batch 100: CUDA graphs
+                "throughput CUDA graphs, batch 100",
+                tp
+                + ["--models", "mnist,celeba", "--batches", "100"]
+                + ["--variants", "graphs-fp32,graphs-bf16", "--json"],
+                120,
+                tmp / "throughput_graphs.json",
+                order=7,
             ),
             Step(  # the MFU target: CelebA, batch 1024, bf16, compiled
                 "throughput compiled celeba bf16",
@@ -375,8 +398,16 @@ def _merge(results: list[Any], key: str) -> Any:
     if not docs:
         return None
     merged = dict(docs[0])
-    if key == "cases":
-        merged["cases"] = {k: v for d in docs for k, v in d.get("cases", {}).items()}
+    if key == "cases":  # a case run again with compile is its own entry
+        merged["cases"] = {
+            (
+                f"{k}, compiled {d.get('wae_compile_mode') or 'default'}"
+                if d.get("wae_compile")
+                else k
+            ): v
+            for d in docs
+            for k, v in d.get("cases", {}).items()
+        }
     else:
         merged[key] = [row for d in docs for row in d.get(key, [])]
     return merged

@@ -2,15 +2,18 @@
 
 For each architecture (the WAE paper's conv nets: MNIST 28x28x1 with width 128 and kernel 4,
 CelebA 64x64x3 with width 128 and kernel 5, latent 8 and 64), each batch size and each variant
-(eager or ``torch.compile``, fp32 or bf16 autocast), the script times full training steps of
-wae-toolkit's own step functions (the same ``StepFunctions`` ``wae run`` uses: encoder, decoder,
-squared-L2 cost, IMQ MMD penalty, fused Adam) on synthetic images, counts the FLOPs of one step
-with ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions, forward and
-backward), and reports samples per second and model FLOP utilisation (MFU = achieved FLOP/s /
-the device's peak dense FLOP/s for the precision). Prints one table and writes JSON. Not a test.
+(eager, ``torch.compile``, or ``torch.compile`` in ``reduce-overhead`` mode, which replays CUDA
+graphs: ``graphs``; fp32, TF32 matmuls and convolutions, or bf16 autocast), the script times
+full training steps of wae-toolkit's own step functions (the same ``StepFunctions`` ``wae run``
+uses: encoder, decoder, squared-L2 cost, IMQ MMD penalty, fused Adam) on synthetic images,
+counts the FLOPs of one step with ``torch.utils.flop_counter.FlopCounterMode`` (matrix
+products and convolutions, forward and backward), and reports samples per second and model FLOP
+utilisation (MFU = achieved FLOP/s / the device's peak dense FLOP/s for the precision). Prints
+one table and writes JSON. Not a test.
 
     python benchmarks/throughput.py                          # CUDA when present, else CPU
     python benchmarks/throughput.py --models celeba --batches 1024 --variants compiled-bf16
+    python benchmarks/throughput.py --models mnist --batches 100 --variants eager-fp32,graphs-fp32
 
 The peak comes from a small table of known GPUs (dense, no sparsity) or ``--peak-tflops``; on a
 CPU without ``--peak-tflops`` MFU is left blank.
@@ -37,15 +40,24 @@ MODELS: dict[str, tuple[tuple[int, int, int], int, dict[str, Any]]] = {
     "mnist": ((1, 28, 28), 8, {"width": 128, "kernel": 4}),
     "celeba": ((3, 64, 64), 64, {"width": 128, "kernel": 5}),
 }
-#: Dense peak TFLOP/s (fp32 without TF32, bf16) of GPUs by a name fragment.
-PEAKS: dict[str, tuple[float, float]] = {
-    "H200": (67.0, 989.0),
-    "H100 SXM": (67.0, 989.0),
-    "H100 PCIe": (51.0, 756.0),
-    "H100": (67.0, 989.0),
-    "A100": (19.5, 312.0),
-    "L4": (30.3, 121.0),
+#: Dense peak TFLOP/s (fp32 without TF32, TF32, bf16) of GPUs by a name fragment (the vendors'
+#: data sheets, without sparsity).
+PEAKS: dict[str, tuple[float, float, float]] = {
+    "H200": (67.0, 494.7, 989.0),
+    "H100 SXM": (67.0, 494.7, 989.0),
+    "H100 PCIe": (51.0, 378.0, 756.0),
+    "H100": (67.0, 494.7, 989.0),
+    "A100": (19.5, 156.0, 312.0),
+    "L4": (30.3, 60.0, 121.0),
 }
+#: ``MODE-PRECISION``: eager, compiled (``torch.compile``) or graphs (its ``reduce-overhead``
+#: mode: CUDA graphs), and fp32, tf32 or bf16.
+MODES = {
+    "eager": (False, "default"),
+    "compiled": (True, "default"),
+    "graphs": (True, "reduce-overhead"),
+}
+PRECISIONS = ("fp32", "tf32", "bf16")
 VARIANTS = ("eager-fp32", "eager-bf16", "compiled-fp32", "compiled-bf16")
 
 
@@ -61,9 +73,9 @@ def _peak(device: torch.device, precision: str, override: float | None) -> float
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
-    for key, (fp32, bf16) in PEAKS.items():
+    for key, (fp32, tf32, bf16) in PEAKS.items():
         if key in name:
-            return (bf16 if precision == "bf16" else fp32) * 1e12
+            return dict(zip(PRECISIONS, (fp32, tf32, bf16), strict=True))[precision] * 1e12
     return None
 
 
@@ -72,15 +84,22 @@ class Bench:
 
     def __init__(self, model: str, batch: int, variant: str, device: torch.device) -> None:
         shape, latent, net_opts = MODELS[model]
-        compiled, precision = variant.split("-")
+        mode, precision = variant.split("-")
+        if mode not in MODES or precision not in PRECISIONS:
+            raise ValueError(f"variant {variant!r}: MODE-PRECISION of {list(MODES)}, {PRECISIONS}")
+        compiled, compile_mode = MODES[mode]
         self.config = RunConfig(
             network="conv",
             network_opts=net_opts,
             latent_dim=latent,
-            compile=compiled == "compiled",
+            compile=compiled,
+            compile_mode=compile_mode,
             precision=precision,
             device=str(device),
         )
+        if device.type == "cuda":  # fp32 means fp32; tf32 what wae run sets for it
+            tf32 = precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         comps = build_components(self.config, shape, (0.0, 1.0))
         self.model = comps.model.to(device).to(memory_format=torch.channels_last)
         comps.penalty.to(device)
@@ -92,6 +111,8 @@ class Bench:
         self.z_p = torch.randn(batch, latent, generator=gen, device=device)
 
     def step(self) -> None:
+        if self.steps.cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
         mean, log_var, z_q = self.steps.encode(self.x)
         terms = self.steps.objective(self.x, z_q, log_var, (z_q, self.z_p, mean, log_var))
         self.opt.zero_grad(set_to_none=True)
@@ -171,8 +192,6 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 here
-        torch.backends.cudnn.allow_tf32 = False
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__}, device {name}, {torch.get_num_threads()} CPU thread(s)")
     rows: list[dict[str, Any]] = []

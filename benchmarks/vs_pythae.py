@@ -171,7 +171,8 @@ def _data_spec(case: Case, tmp: Path) -> tuple[str, dict[str, Any]]:
     return str(path), {"test_fraction": n_test / (n_train + n_test), "seed": 0}
 
 
-#: wae-toolkit-only settings from the command line (--precision, --compile); pythae has neither.
+#: wae-toolkit-only settings from the command line (--precision, --compile, --compile-mode);
+#: pythae has none of them.
 WAE_EXTRA: dict[str, Any] = {}
 
 
@@ -381,8 +382,16 @@ def main() -> None:
         action="store_true",
         help="wae-toolkit compiles its step (compilation time is counted in its training time)",
     )
+    parser.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune"],
+        help="the torch.compile mode with --compile (reduce-overhead: CUDA graphs)",
+    )
     args = parser.parse_args()
     WAE_EXTRA.update(precision=args.precision, compile=args.compile)
+    if args.compile:
+        WAE_EXTRA["compile_mode"] = args.compile_mode
 
     try:
         import pythae
@@ -403,7 +412,7 @@ def main() -> None:
         f"torch {torch.__version__}, pythae {getattr(pythae, '__version__', '0.1.2')}, "
         f"{threads} thread(s) for both (torch default {default_threads}), "
         f"{args.repeats} pair(s) per case; wae-toolkit precision {args.precision}, "
-        f"compile {args.compile}"
+        f"compile {args.compile}" + (f" ({args.compile_mode})" if args.compile else "")
     )
     results: dict[str, Any] = {
         "torch": torch.__version__,
@@ -412,6 +421,7 @@ def main() -> None:
         "repeats": args.repeats,
         "wae_precision": args.precision,
         "wae_compile": args.compile,
+        "wae_compile_mode": args.compile_mode if args.compile else None,
         "cases": {},
     }
     with tempfile.TemporaryDirectory(prefix="vs_pythae_") as tmp_name:

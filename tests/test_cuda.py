@@ -25,9 +25,10 @@ weights, loses its digits on any device):
   the CPU's float32, ``1e-4`` or three times the CPU's float32 error (3e-5: the value is a
   difference of three sums of 2.7e8 kernel values), and its peak memory far below the ``B^2``
   matrix's;
-* training runs on CUDA (every network, bf16, fp16 with a gradient scaler, ``compile``,
-  channels-last, a one-rank NCCL group): finite losses and a complete run folder; the compiled
-  run's first loss equals the eager run's within ``1e-4``;
+* training runs on CUDA (every network, bf16, fp16 with a gradient scaler, tf32, ``compile``
+  and its ``reduce-overhead`` mode (CUDA graphs), channels-last, a one-rank NCCL group): finite
+  losses and a complete run folder; the compiled run's first loss equals the eager run's within
+  ``1e-4``; the MMD with its blocks compiled equals the eager one within ``1e-4``;
 * resume: an interrupted and resumed run equals the uninterrupted one bitwise (deterministic
   algorithms on, ``CUBLAS_WORKSPACE_CONFIG=:4096:8``), or within ``1e-5`` where torch warns that
   an operation has no deterministic CUDA implementation;
@@ -405,6 +406,56 @@ def test_fp16_run_with_a_gradient_scaler(tmp_path):
     _check_channels_last(model)
 
 
+def test_tf32_run_trains_and_leaves_torchs_tf32_settings_as_they_were(tmp_path):
+    """``precision="tf32"`` turns TF32 on for matmuls and convolutions while the run trains, and
+    ``fit`` puts torch's settings back afterwards (a library does not change them for good)."""
+    if not ON_CUDA:
+        with pytest.raises(UsageError, match="tf32 .* runs on CUDA GPUs only"):
+            _fit(tmp_path, "tf32", network="conv", network_opts={"width": 8}, precision="tf32")
+        return
+    seen: list[tuple[bool, bool]] = []
+
+    class Flags(wt.Callback):
+        def on_log(self, step, epoch, logs):
+            seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+
+    model = wt.fit(
+        **dict(DATA, epochs=2, device=DEVICE, seed=0, eval_every=1, log_every=1),
+        network="conv",
+        network_opts={"width": 8},
+        precision="tf32",
+        out=str(tmp_path / "tf32"),
+        callback=Flags(),
+    )
+    _check_run(model)
+    assert seen and all(flags == (True, True) for flags in seen), seen
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (
+        False,
+        False,
+    )  # the autouse fixture's values, put back
+
+
+def test_compiled_blockwise_mmd_on_the_device_matches_the_eager_one(record_property):
+    """``mmd-imq``'s ``compiled=True`` (each block's kernel terms fused by torch.compile) gives
+    the eager value and gradient at B = 4,096, D = 64, block 1,024, in float32."""
+    from wae_toolkit.builtins.mmd import IMQMMDPenalty
+
+    gen = torch.Generator().manual_seed(0)
+    z_q0 = (torch.randn(4096, 64, generator=gen) + 0.3).to(DEVICE)  # no cancellation to zero
+    z_p = torch.randn(4096, 64, generator=gen).to(DEVICE)
+    out = {}
+    for compiled in (False, True):
+        z_q = z_q0.clone().requires_grad_(True)
+        value = IMQMMDPenalty(block=1024, compiled=compiled)(z_q, z_p)
+        value.backward()
+        out[compiled] = (value.detach(), z_q.grad.detach())
+    record_property(
+        "values", f"eager {out[False][0].item():.8g}, compiled {out[True][0].item():.8g}"
+    )
+    assert _rel(out[True][0], out[False][0]) <= 1e-4
+    assert _rel(out[True][1], out[False][1]) <= 1e-4
+
+
 RESUME_SCRIPT = """
 import json, os, signal, sys, warnings
 from pathlib import Path
@@ -616,3 +667,18 @@ def test_compiled_run_starts_where_the_eager_one_does(tmp_path, record_property)
         first_compiled,
         first_eager,
     )
+
+
+def test_reduce_overhead_run_replays_cuda_graphs_and_starts_where_the_eager_one_does(
+    tmp_path, record_property
+):
+    """``compile_mode="reduce-overhead"`` (CUDA graphs on CUDA): two epochs with evaluations in
+    between, the logged losses of every step kept (each step's outputs are copied out of the
+    graphs' memory before the next replay overwrites it), the first step as the eager run's."""
+    eager = _fit(tmp_path, "eager", network="mlp")
+    graphs = _fit(tmp_path, "graphs", network="mlp", compile=True, compile_mode="reduce-overhead")
+    _check_run(graphs)
+    eager_losses, graph_losses = _step_losses(eager.run_dir), _step_losses(graphs.run_dir)
+    record_property("losses", f"eager {eager_losses}, reduce-overhead {graph_losses}")
+    assert abs(graph_losses[0] - eager_losses[0]) <= 1e-4 * abs(eager_losses[0])
+    assert len(set(graph_losses)) == len(graph_losses), graph_losses  # no step's logs overwritten

@@ -28,6 +28,7 @@ LAYERS = [
     {"report"},
     {"api"},
     {"export"},
+    {"sweep"},
     {"cli", "__main__"},
 ]
 

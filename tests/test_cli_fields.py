@@ -85,6 +85,7 @@ VALUES: dict[str, tuple[list[str], Any]] = {
     "monitor": (["--monitor", "test_mmd"], "test_mmd"),
     "patience": (["--patience", "3"], 3),
     "compile": (["--compile"], True),
+    "compile_mode": (["--compile-mode", "reduce-overhead", "--compile"], "reduce-overhead"),
     "precision": (["--precision", "bf16"], "bf16"),
     "track": (["--track", "TensorBoard,mlflow", "--track", "mlflow"], ["tensorboard", "mlflow"]),
     "tracking_uri": (["--tracking-uri", "sqlite:///x.db", "--track", "mlflow"], "sqlite:///x.db"),

@@ -309,7 +309,7 @@ def test_files_that_are_not_what_they_claim(tmp_path):
 def test_npz_key_errors(tmp_path):
     np.savez(tmp_path / "d.npz", a=np.zeros((4, 2)), b=np.zeros((4, 3)))
     spec = str(tmp_path / "d.npz")
-    assert_error(spec, None, "several arrays", "a, b", "key=NAME")
+    assert_error(spec, None, "several arrays", "a, b", 'data_opts={"key": NAME}')
     assert_error(spec, {"key": "c"}, "no array 'c'", "Arrays: a, b")
     assert_error(spec, {"key": "a", "labels_key": "bb"}, "Did you mean 'b'?")
     assert_error(spec, {"key": "a", "labels_key": "b"}, "1-D array", "integer")
@@ -398,7 +398,7 @@ def test_image_folder_mixed_sizes(tmp_path):
     save_png(tmp_path / "a.png", np.zeros((8, 8)))
     save_png(tmp_path / "b.png", np.zeros((12, 10)))
     save_png(tmp_path / "c.png", np.zeros((8, 8)))
-    assert_error(str(tmp_path), None, "different sizes", "--data-opt size=64", "a.png")
+    assert_error(str(tmp_path), None, "different sizes", 'data_opts={"size": 64}', "a.png")
     d = load_dataset(str(tmp_path), {"size": "4"})
     assert d.sample_shape == (1, 4, 4) and len(d.train) + len(d.test) == 3
 
@@ -412,7 +412,7 @@ def test_image_folder_crop(tmp_path):
     assert d.sample_shape == (1, 10, 10) and float(d.train.min()) == 1.0
     resized = load_dataset(str(tmp_path), {"crop": 10, "size": 5})
     assert resized.sample_shape == (1, 5, 5)
-    assert_error(str(tmp_path), {"crop": 25}, "smaller than --data-opt crop=25")
+    assert_error(str(tmp_path), {"crop": 25}, 'smaller than data_opts={"crop": 25}')
 
 
 def test_image_folder_labels_from_sub_folders_and_hidden_files(tmp_path):
@@ -661,7 +661,7 @@ def test_image_folder_holdout_is_the_reference_shuffle(tmp_path):
 
 def test_image_folder_holdout_errors(tmp_path):
     write_numbered_images(tmp_path, 4)
-    assert_error(str(tmp_path), {"holdout": 2, "test_fraction": 0.5}, "not both", "holdout=N")
+    assert_error(str(tmp_path), {"holdout": 2, "test_fraction": 0.5}, "not both", 'data_opts={"holdout": N}')
     assert_error(str(tmp_path), {"holdout": 4}, "holdout=4", "4 samples", "between 1 and 3")
     assert_error(str(tmp_path), {"holdout": "many"}, "expected an integer")
 
@@ -886,7 +886,7 @@ def test_sizes_beyond_memory_are_refused_before_allocating(tmp_path):
         assert_error("moons", {"n": 10**14}, "moons toy set with n=100,000,000,000,000", "GB")
         assert_error("ring", {"n": 1e14}, "more than this machine's", "smaller n")
         imgs = str(tmp_path / "imgs")
-        assert_error(imgs, {"size": 100000}, "100000x100000 pixels", "smaller --data-opt size")
+        assert_error(imgs, {"size": 100000}, "100000x100000 pixels", "smaller data_opts size")
         sparse = str(tmp_path / "sparse.npy")
         assert_error(sparse, None, "Reading 10,000,000,000 samples of shape (10,)", "GB")
         assert_error(sparse, {"limit": 5}, "Reading 2,000,000,005 samples", "test part")

@@ -164,7 +164,7 @@ def test_bad_options_and_data_are_one_sentence(store, tmp_path):
     _error(str(tmp_path / "ragged"), None, "different shapes", "same shape")
     two = datasets.Dataset.from_dict({"a": [[1.0, 2.0]] * 4, "b": [[3.0, 4.0]] * 4})
     two.save_to_disk(str(tmp_path / "two"))
-    _error(str(tmp_path / "two"), None, "columns a, b", "column=NAME")
+    _error(str(tmp_path / "two"), None, "columns a, b", 'data_opts={"column": NAME}')
     assert load_dataset(str(tmp_path / "two"), {"column": "b"}).train.shape[1:] == (2,)
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     _error(str(tmp_path / "bad.parquet"), None, "could not be read as a Hugging Face data set")

@@ -292,7 +292,7 @@ def test_settings_with_keys_that_are_not_text_are_named() -> None:
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"lam": int(LONG)}, "lam (--lambda) must be a finite number"),
+        ({"lam": int(LONG)}, "lam must be a finite number"),
         ({"lr": int(LONG)}, "lr must be a finite number"),
         ({"epochs": int(LONG)}, "epochs must be an integer from 1 to"),
         ({"log_every": 2**63}, "log_every must be an integer from 1 to"),

@@ -374,7 +374,7 @@ def test_a_full_disk_during_training_stops_with_one_sentence_and_resumes_exactly
     line = str(info.value)
     assert_sentence(line)
     assert "is full" in line and "metrics.jsonl" in line
-    assert "step-00000002" in line and "wae run --resume" in line
+    assert "step-00000002" in line and "wae_toolkit.train(config, resume=True)" in line
     disk.armed = False
     assert wae("run", "--resume", str(tmp_path / "r"))[0] == 0
     train(_cfg(tmp_path / "never"))

@@ -157,7 +157,7 @@ def test_flags_and_prior_handling():
 
 def test_refused_without_encoder_statistics():
     pen = KLPenalty()
-    with pytest.raises(UsageError, match="--encoder gaussian"):
+    with pytest.raises(UsageError, match='encoder="gaussian"'):
         pen(torch.randn(4, 2), torch.randn(4, 2))
     with pytest.raises(UsageError, match=r"must all be \(B, D\)"):
         pen(torch.randn(4, 2), torch.randn(4, 2), mean=torch.randn(4, 3), log_var=torch.randn(4, 3))
@@ -167,7 +167,7 @@ def test_training_needs_a_gaussian_encoder(tmp_path):
     base = dict(
         penalty="kl", data="digits", data_opts={"limit": 200}, epochs=1, device="cpu", lam=1.0
     )
-    with pytest.raises(UsageError, match="--encoder gaussian"):
+    with pytest.raises(UsageError, match='encoder="gaussian"'):
         train(RunConfig(out=str(tmp_path / "det"), **base))
     assert not (tmp_path / "det").exists()  # refused before anything was written
     result = train(RunConfig(out=str(tmp_path / "vae"), encoder="gaussian", **base))

@@ -135,9 +135,9 @@ def test_conv_docstring_states_the_padding():
 def test_conv_still_refuses_tiny_images_and_vectors():
     with pytest.raises(DataError, match="at least 4x4"):
         ConvNetwork().check_shape((1, 3, 40))
-    with pytest.raises(DataError, match="Use --network mlp"):
+    with pytest.raises(DataError, match='Use network="mlp"'):
         ConvNetwork().check_shape((5,))
-    with pytest.raises(DataError, match="--network conv1d for signals.*layout=image"):
+    with pytest.raises(DataError, match='network="conv1d" for signals.*"layout": "image"'):
         ConvNetwork().check_shape((1, 128))
 
 
@@ -167,9 +167,9 @@ def test_conv1d_depth_and_shape_errors():
     enc = net.build_encoder((1, 64), 2)
     assert sum(isinstance(m, torch.nn.Conv1d) for m in enc) == 2
     assert enc[-1].mean.in_features == 4 * 16  # width * 2 channels of length 64 / 4
-    with pytest.raises(DataError, match=r"signals shaped \(C, L\).*--network conv"):
+    with pytest.raises(DataError, match=r'signals shaped \(C, L\).*network="conv"'):
         net.check_shape((1, 28, 28))
-    with pytest.raises(DataError, match="--network mlp"):
+    with pytest.raises(DataError, match='network="mlp"'):
         net.check_shape((10,))
     with pytest.raises(DataError, match="length at least 4"):
         net.check_shape((2, 3))
@@ -291,7 +291,7 @@ def test_array_resize_refusals(tmp_path):
         load_dataset(str(tmp_path / "vectors.npy"), {"size": 8})
     with pytest.raises(DataError, match="crop=4 resizes images.*holds signals"):
         load_dataset(str(tmp_path / "signals.npy"), {"crop": 4})
-    with pytest.raises(DataError, match="12x10 pixels, smaller than --data-opt crop=11"):
+    with pytest.raises(DataError, match=r'12x10 pixels, smaller than data_opts=\{"crop": 11\}'):
         load_dataset(str(tmp_path / "images.npy"), {"crop": 11})
     with pytest.raises(DataError, match="positive integer"):
         load_dataset(str(tmp_path / "images.npy"), {"size": 0})

@@ -105,7 +105,7 @@ def test_bad_streaming_settings_are_one_sentence(settings, words):
 
 
 def test_pretraining_needs_the_data_in_memory(tmp_path, images):
-    with pytest.raises(UsageError, match=r"--pretrain-steps needs the training data in memory"):
+    with pytest.raises(UsageError, match=r"^pretrain_steps needs the training data in memory"):
         wt.fit(
             data=str(images), memory_budget="1kB", pretrain_steps=3, out=str(tmp_path / "r"), **FAST
         )

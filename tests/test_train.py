@@ -203,7 +203,7 @@ def test_pretraining_moves_code_moments_to_the_prior(tmp_path):
 def test_logvar_penalty_needs_a_gaussian_encoder():
     from wae_toolkit.errors import UsageError
 
-    with pytest.raises(UsageError, match="--encoder gaussian"):
+    with pytest.raises(UsageError, match='add encoder="gaussian"'):
         RunConfig(logvar_l1=1.0).validate()
 
 
@@ -217,8 +217,9 @@ def test_load_run_warns_when_a_plugin_version_changed_and_refuses_a_missing_one(
     path.write_text(json.dumps(record))
     with pytest.warns(PluginVersionWarning, match="from wae-toolkit 0.0.1"):
         load_run(res.run_dir)
-    record["plugins"]["penalty"].update(name="gone", distribution="wae-gone", version="2.0")
-    record["run"]["penalty"] = "gone"
+    # a missing network is refused (a missing penalty or cost only warns: test_plugin_authors)
+    record["plugins"]["network"].update(name="gone", distribution="wae-gone", version="2.0")
+    record["run"]["network"] = "gone"
     path.write_text(json.dumps(record))
     with pytest.raises(UsageError, match=r"pip install wae-gone==2.0"):
         load_run(res.run_dir)
@@ -283,7 +284,22 @@ def test_conv_networks_train_channels_last_with_the_same_result(tmp_path, monkey
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"precision": "fp8"}, "precision must be one of fp32, bf16, fp16; got 'fp8'"),
+        ({"precision": "fp8"}, "precision must be one of fp32, tf32, bf16, fp16; got 'fp8'"),
+        (
+            {"precision": "tf32", "device": "cpu"},
+            r"precision tf32 \(TF32 tensor-core matmuls\) runs on CUDA GPUs only, and this "
+            'run\'s device is cpu; use precision="fp32" there',
+        ),
+        (
+            {"compile_mode": "fast"},
+            "compile_mode must be one of default, reduce-overhead, max-autotune, "
+            "max-autotune-no-cudagraphs; got 'fast'",
+        ),
+        (
+            {"compile_mode": "reduce-overhead"},
+            "compile_mode reduce-overhead applies to a compiled step; add compile=True, or "
+            "leave the mode out",
+        ),
         (
             {"precision": "fp16", "device": "cpu"},
             r"precision fp16 \(with a gradient scaler\) runs on CUDA GPUs only, and this run's "

@@ -227,7 +227,7 @@ def test_ranges_types_and_combinations_each_get_one_message() -> None:
         "prior_opts dim must be an integer": {"prior_opts": {"dim": "x"}},
         "logvar_l1 applies to a Gaussian encoder only": {"logvar_l1": 1.0},
         "lr must be a finite number > 0; got nan": {"lr": math.nan},
-        "lam (--lambda) must be a finite number >= 0; got inf": {"lam": math.inf},
+        "lam must be a finite number >= 0; got inf": {"lam": math.inf},
         "seed must be an integer from 0 to": {"seed": 2**63},
         "threads must be an integer from 1 to": {"threads": 2**31},
         "latent_dim must be an integer from 1 to 65536": {"latent_dim": MAX_LATENT_DIM + 1},

@@ -10,7 +10,8 @@ Both mirror the command line::
     model = wt.load("runs/nb-1")                                      # like `wae eval` loads it
     model = wt.fit(penalty=MyPenalty(beta=2.0), prior=wt.builtins.priors.GaussianPrior)
 
-    z = model.encode(x)              # codes (B, D): a draw for a Gaussian encoder
+    z = model.encode(x)              # codes (B, D): a draw for a Gaussian encoder; x may be a
+                                     # NumPy array or a tensor of any float dtype
     x_hat = model.decode(z)          # (B, *S)
     model.reconstruct(x); model.sample(16); model.interpolate(x0, x1, steps=8)
 
@@ -93,13 +94,19 @@ def train(
                 c.on_error(exc)
             raise
     previous_threads = torch.get_num_threads()
-    previous_benchmark = torch.backends.cudnn.benchmark
+    backends = torch.backends
+    previous = (
+        backends.cudnn.benchmark,
+        backends.cuda.matmul.allow_tf32,
+        backends.cudnn.allow_tf32,
+    )
     try:
         with StopSignals() as signals:
             return run_training(config, callbacks, sources, resume, signals)
     finally:
         torch.set_num_threads(previous_threads)
-        torch.backends.cudnn.benchmark = previous_benchmark
+        backends.cudnn.benchmark = previous[0]  # the engine's CUDA settings (engine/setup.py)
+        backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = previous[1:]
 
 
 def fit(
@@ -124,7 +131,9 @@ def fit(
         the trained model in eval mode, with ``run_dir`` and ``summary`` attributes.
 
     Raises:
-        UsageError: a bad setting (one sentence per problem), as on the command line.
+        UsageError: a bad setting (one sentence per problem), as on the command line; a
+            sentence that names a setting to change names it as given here (``out=``,
+            ``overwrite=True``), not by its command-line flag.
     """
     if "lambda" in settings:
         settings["lam"] = settings.pop("lambda")

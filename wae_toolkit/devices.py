@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from wae_toolkit.errors import UsageError, short_repr
+from wae_toolkit.errors import UsageError, setting, setting_name, short_repr
 
 __all__ = ["DEVICE_NAMES", "resolve_device"]
 
@@ -25,7 +25,8 @@ def resolve_device(device: str) -> Any:
 
     if not isinstance(device, str) or not DEVICE_NAMES.fullmatch(device):
         raise UsageError(
-            f"--device must be auto, cpu, cuda, cuda:N or mps; got {short_repr(device)}."
+            f"{setting_name('device')} must be auto, cpu, cuda, cuda:N or mps; got "
+            f"{short_repr(device)}."
         )
     if device == "auto":
         if torch.cuda.is_available():
@@ -34,17 +35,20 @@ def resolve_device(device: str) -> Any:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(
-                f"--device {device} was asked for but this torch sees no CUDA GPU; use "
-                "--device cpu or --device auto."
+                f"{setting('device', device)} was asked for but this torch sees no CUDA GPU; "
+                f"use {setting('device', 'cpu')} or {setting('device', 'auto')}."
             )
         idx = device.partition(":")[2]
         if idx and (not idx.isdigit() or int(idx) >= torch.cuda.device_count()):
             raise UsageError(
-                f"--device {device}: there are {torch.cuda.device_count()} CUDA device(s), "
+                f"{setting('device', device)}: there are {torch.cuda.device_count()} CUDA "
+                "device(s), "
                 f"numbered 0 to {torch.cuda.device_count() - 1}."
             )
     if device == "mps" and not _mps_available(torch):
-        raise UsageError("--device mps was asked for but MPS is not available; use cpu or auto.")
+        raise UsageError(
+            f"{setting('device', 'mps')} was asked for but MPS is not available; use cpu or auto."
+        )
     return torch.device(device)
 
 

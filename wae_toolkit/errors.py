@@ -2,13 +2,22 @@
 
 The CLI prints ``str(error)`` as one line and exits with ``error.exit_code``: 2 for usage errors
 (the input was wrong and the message says what is allowed), 1 for failures.
+
+A message that tells the user which setting to change names it as the reader gives it:
+:func:`setting` writes ``out=`` / ``overwrite=True`` / ``data_opts={"limit": N}`` for Python
+(:func:`wae_toolkit.fit`, :func:`wae_toolkit.train`, the library), and ``--out`` /
+``--overwrite`` / ``--data-opt limit=N`` inside :func:`cli_wording`, which the ``wae`` command
+holds around everything it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import json
 import math
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 
 
 class WaeError(Exception):
@@ -76,3 +85,73 @@ def short_repr(value: object, limit: int = 60) -> str:
             text = f"<{type(value).__name__}>"
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Naming a setting in a message: ``--out`` on the command line, ``out=`` in Python
+
+#: Whether messages are being written for the command line (:func:`cli_wording`).
+_WORDING = {"cli": False}
+#: Settings whose flag is not ``--`` + the name with hyphens.
+_FLAGS = {"lam": "--lambda"}
+#: Settings that take a list in Python and a repeatable flag on the command line.
+_LISTS = ("track",)
+#: A placeholder in a message (``N``, ``FILE``, ``NAME``, ``...``): written as it is.
+_PLACEHOLDER = re.compile(r"[A-Z][A-Z_]*|\.\.\.|-?[0-9][0-9.e+-]*")
+_UNSET = object()
+
+
+@contextlib.contextmanager
+def cli_wording() -> Iterator[None]:
+    """Within it, :func:`setting` names settings by their command-line flags (what ``wae``
+    holds around a command); outside it, by their Python names."""
+    before = _WORDING["cli"]
+    _WORDING["cli"] = True
+    try:
+        yield
+    finally:
+        _WORDING["cli"] = before
+
+
+def on_cli() -> bool:
+    """Whether messages are being written for the command line (see :func:`cli_wording`)."""
+    return _WORDING["cli"]
+
+
+def setting(name: str, value: object = _UNSET) -> str:
+    """The run setting ``name`` (a :class:`~wae_toolkit.RunConfig` field), with ``value`` when
+    given, as the reader of the message gives it.
+
+    ``value`` is what follows the flag on the command line: ``setting("out")`` is ``--out`` or
+    ``out=``; ``setting("overwrite", True)`` is ``--overwrite`` or ``overwrite=True``;
+    ``setting("encoder", "gaussian")`` is ``--encoder gaussian`` or ``encoder="gaussian"``;
+    ``setting("data_opts", "limit=N")`` is ``--data-opt limit=N`` or ``data_opts={"limit": N}``.
+    Placeholders (``N``, ``FILE``, ``...``) and numbers are written as they are.
+    """
+    opts = name.endswith("_opts")
+    if _WORDING["cli"]:
+        flag = _FLAGS.get(name) or "--" + (name[:-1] if opts else name).replace("_", "-")
+        if value is _UNSET or value is True:
+            return flag
+        if value is False:
+            return f"--no-{flag[2:]}"
+        return f"{flag} {value}"
+    if value is _UNSET:
+        return f"{name}="
+    if opts and isinstance(value, str) and "=" in value:
+        key, _, v = value.partition("=")
+        return f"{name}={{{json.dumps(key)}: {_python_value(v)}}}"
+    shown = _python_value(value)
+    return f"{name}=[{shown}]" if name in _LISTS else f"{name}={shown}"
+
+
+def setting_name(name: str) -> str:
+    """The run setting ``name`` as the subject of a sentence: ``--device`` on the command line,
+    ``device`` in Python (``"--device must be ..."``, ``"device must be ..."``)."""
+    return setting(name) if _WORDING["cli"] else name
+
+
+def _python_value(value: object) -> str:
+    if isinstance(value, str):
+        return value if _PLACEHOLDER.fullmatch(value) else json.dumps(value)
+    return repr(value)

@@ -26,7 +26,7 @@ from wae_toolkit.config.plugin_checks import (
 )
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.data.rules import RANGE_RULE, SHAPE_RULE, shape_ok, value_range_ok
-from wae_toolkit.errors import DataError, UsageError
+from wae_toolkit.errors import DataError, UsageError, setting
 from wae_toolkit.plugins.interfaces import Cost, LatentPenalty, Network
 from wae_toolkit.plugins.options import resolved_options
 from wae_toolkit.plugins.registry import create, get_plugin_info
@@ -183,14 +183,14 @@ def build_components(
             )
             raise DataError(
                 f"The cost '{config.cost}' needs data in [{lo}, {hi}], but this data is {have}; "
-                "use --cost l2 or l1, or rescale the data."
+                f"use {setting('cost', 'l2')} or l1, or rescale the data."
             )
     network.check_shape(shape)
     gaussian = config.encoder == "gaussian"
     with _plain_errors(f"The network '{config.network}' for data of shape {shape}"):
         encoder = network.build_encoder(shape, config.latent_dim, gaussian=gaussian)
         decoder = network.build_decoder(shape, config.latent_dim, output=output)
-    model = WAE(encoder, decoder, prior, gaussian=gaussian)
+    model = WAE(encoder, decoder, prior, gaussian=gaussian, data_shape=shape)
     with _plain_errors(f"The penalty '{config.penalty}' with the prior '{config.prior}'"):
         penalty.bind(prior)
     plugins = {

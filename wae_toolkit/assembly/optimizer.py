@@ -16,13 +16,13 @@ from torch import nn
 
 from wae_toolkit.assembly.model import adam
 from wae_toolkit.config.optimizers import OPTIMIZERS
-from wae_toolkit.errors import UsageError, did_you_mean, short_repr
+from wae_toolkit.errors import UsageError, did_you_mean, setting, short_repr
 from wae_toolkit.plugins.options import convert
 
 __all__ = ["make_optimizer"]
 
-#: Arguments the run's own settings give (``--lr``, ``--beta1``/``--beta2``).
-_FROM_SETTINGS = {"lr": "--lr", "betas": "--beta1 and --beta2"}
+#: Arguments the run's own settings give (``lr``, ``beta1``/``beta2``).
+_FROM_SETTINGS = {"lr": ("lr",), "betas": ("beta1", "beta2")}
 
 
 def _options(cls: type, name: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -32,8 +32,9 @@ def _options(cls: type, name: str, given: dict[str, Any]) -> dict[str, Any]:
     for key, value in given.items():
         if key in _FROM_SETTINGS:
             raise UsageError(
-                f"The optimizer's {key} comes from {_FROM_SETTINGS[key]}; drop it from "
-                "--optimizer-opt."
+                f"The optimizer's {key} comes from "
+                f"{' and '.join(setting(s) for s in _FROM_SETTINGS[key])}; drop it from "
+                f"{setting('optimizer_opts')}."
             )
         if key not in params:
             allowed = ", ".join(k for k in params if k not in _FROM_SETTINGS)

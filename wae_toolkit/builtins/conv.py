@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from wae_toolkit.builtins._stride import CropTo, PadTo, check_conv_options, halve_up
-from wae_toolkit.errors import DataError
+from wae_toolkit.errors import DataError, setting
 from wae_toolkit.plugins.interfaces import GaussianHead, Network, output_activation
 
 #: The decoder's starting feature map may be at most this many pixels on a side.
@@ -73,13 +73,13 @@ class ConvNetwork(Network):
         if len(data_shape) == 2:
             raise DataError(
                 f"The conv network needs images shaped (C, H, W); got signals of shape "
-                f"{tuple(data_shape)}. Use --network conv1d for signals, or read a 3-D array as "
-                "images with --data-opt layout=image."
+                f"{tuple(data_shape)}. Use {setting('network', 'conv1d')} for signals, or read a "
+                f"3-D array as images with {setting('data_opts', 'layout=image')}."
             )
         if len(data_shape) != 3:
             raise DataError(
                 f"The conv network needs images shaped (C, H, W); got samples of shape "
-                f"{tuple(data_shape)}. Use --network mlp for vectors."
+                f"{tuple(data_shape)}. Use {setting('network', 'mlp')} for vectors."
             )
         _, h, w = data_shape
         if min(h, w) < 4:

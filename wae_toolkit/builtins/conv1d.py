@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from wae_toolkit.builtins._stride import CropTo, PadTo, check_conv_options, padded
-from wae_toolkit.errors import DataError
+from wae_toolkit.errors import DataError, setting
 from wae_toolkit.plugins.interfaces import GaussianHead, Network, output_activation
 
 
@@ -42,14 +42,14 @@ class Conv1dNetwork(Network):
     def check_shape(self, data_shape: tuple[int, ...]) -> None:
         if len(data_shape) != 2:
             hint = (
-                "Use --network conv for images"
+                f"Use {setting('network', 'conv')} for images"
                 if len(data_shape) == 3
-                else "Use --network mlp for vectors"
+                else f"Use {setting('network', 'mlp')} for vectors"
             )
             raise DataError(
                 f"The conv1d network needs signals shaped (C, L); got samples of shape "
                 f"{tuple(data_shape)}. {hint}, or save signals as an (N, C, L) array (with "
-                "--data-opt layout=signal when C > 16 or L < 8 C)."
+                f"{setting('data_opts', 'layout=signal')} when C > 16 or L < 8 C)."
             )
         if data_shape[1] < 4:
             raise DataError(

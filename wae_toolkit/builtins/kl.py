@@ -7,7 +7,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from wae_toolkit.errors import UsageError
+from wae_toolkit.errors import UsageError, setting
 from wae_toolkit.plugins.interfaces import LatentPenalty, Prior, prior_moments
 
 __all__ = ["KLPenalty"]
@@ -94,7 +94,7 @@ class KLPenalty(LatentPenalty):
         if mean is None or log_var is None:
             raise UsageError(
                 f"The kl penalty ({name}) needs the encoder's mean and log-variance: train with "
-                "--encoder gaussian (RunConfig(encoder='gaussian')) and call it as "
+                f"{setting('encoder', 'gaussian')} and call it as "
                 "penalty(z_q, z_p, mean=mean, log_var=log_var)."
             )
         if not all(isinstance(t, Tensor) for t in (z_q, mean, log_var)) or not (

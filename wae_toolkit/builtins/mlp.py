@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from wae_toolkit.errors import DataError, UsageError
+from wae_toolkit.errors import DataError, UsageError, setting
 from wae_toolkit.plugins.interfaces import GaussianHead, Network, output_activation
 
 
@@ -58,7 +58,7 @@ class MLPNetwork(Network):
         if features > self.MAX_FEATURES:
             raise DataError(
                 f"The mlp network takes samples of at most {self.MAX_FEATURES} values; got shape "
-                f"{data_shape} ({features} values). Use --network conv for images."
+                f"{data_shape} ({features} values). Use {setting('network', 'conv')} for images."
             )
 
     def build_encoder(

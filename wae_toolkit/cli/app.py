@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from wae_toolkit._version import __version__
 from wae_toolkit.cli.eval_cmds import compare_command, eval_command
@@ -29,7 +29,9 @@ from wae_toolkit.cli.model_cmds import (
 from wae_toolkit.cli.report_cmd import report_command
 from wae_toolkit.cli.run_cmd import run_command
 from wae_toolkit.cli.shared import STATE
-from wae_toolkit.errors import UsageError, WaeError, did_you_mean
+from wae_toolkit.cli.sweep_cmd import sweep_app
+from wae_toolkit.cli.terminal import print_docstring, print_fitted, print_words, rst_markup
+from wae_toolkit.errors import PluginLoadError, UsageError, WaeError, cli_wording, did_you_mean
 from wae_toolkit.plugins.registry import ALL_KINDS, list_plugins, normalize_kind, plugin_names
 
 app = typer.Typer(
@@ -112,12 +114,10 @@ def plugins_list(
     Reads installed metadata only; nothing is imported unless --check is given.
     """
     infos = list_plugins(kind)
-    table = Table(title="wae-toolkit plugins", title_justify="left")
-    for col in ("kind", "name", "distribution", "version", "description"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("kind", "name"))
-    if check:
-        table.add_column("status", overflow="fold")
+    cols = [Column(c, no_wrap=c != "distribution") for c in ("kind", "name", "distribution")]
+    cols += [Column("version", no_wrap=True), Column("description", min_width=30)]
     failures: list[str] = []
+    rows = []
     for info in infos:
         dist = _escape(info.distribution)
         if info.clashes:
@@ -127,7 +127,7 @@ def plugins_list(
             f"[bold]{_escape(info.name)}[/bold]",
             dist,
             _escape(info.version),
-            _escape(info.description),
+            rst_markup(info.description),
         ]
         if check:
             from wae_toolkit.plugins.registry import get_plugin_class
@@ -138,8 +138,12 @@ def plugins_list(
             except WaeError as exc:
                 failures.append(f"[red]{info.kind} {info.name}:[/red] {_escape(str(exc))}")
                 row.append("[red]failed[/red] (below)")
-        table.add_row(*row)
-    out.print(table)
+        rows.append(row)
+    print_fitted(  # narrow: the distribution and version below the description
+        out, cols + [Column("status")] * check, rows, keep=2, joined="description",
+        join=lambda c: f"{c[2]}\n[dim]from {c[0]} {c[1]}[/dim]" + "".join(f"  {x}" for x in c[3:]),
+        title=["wae-toolkit", "plugins"],
+    )  # fmt: skip
     for line in failures:
         out.print(line, soft_wrap=True)
     if failures:
@@ -162,14 +166,14 @@ def plugins_show(
 
     from wae_toolkit.errors import UnknownPluginError, did_you_mean
     from wae_toolkit.plugins.options import plugin_options
-    from wae_toolkit.plugins.registry import get_plugin_class, get_plugin_info
+    from wae_toolkit.plugins.registry import REINSTALL_HINT, get_plugin_class, get_plugin_info
 
     kinds = [normalize_kind(kind)] if kind else [k for k in ALL_KINDS if name in plugin_names(k)]
     if not kinds:
         every = sorted({n for k in ALL_KINDS for n in plugin_names(k)})
         raise UnknownPluginError(
             f"No plugin is named '{name}'.{did_you_mean(name, every)} "
-            f"Available: {', '.join(every)}."
+            f"Available: {', '.join(every)}. {REINSTALL_HINT}"
         )
     if len(kinds) > 1:
         raise WaeError(
@@ -177,25 +181,22 @@ def plugins_show(
         )
     info = get_plugin_info(kinds[0], name)
     cls = get_plugin_class(kinds[0], name)
-    out.print(
-        f"{info.name} ({info.kind}) from {info.distribution} {info.version}: {info.target}",
-        markup=False,
-        soft_wrap=True,
-    )
-    doc = inspect.cleandoc(cls.__doc__ or "")
-    body = doc.split("\nArgs:")[0].strip()
-    out.print(body + "\n", markup=False, soft_wrap=True)
-    table = Table(title="options", title_justify="left")
-    for col in ("option", "type", "default", "description"):
-        table.add_column(col, overflow="fold")
+    head = f"{info.name} ({info.kind}) from {info.distribution} {info.version}: {info.target}"
+    print_words(out, head.split(" "))
+    print_docstring(out, inspect.cleandoc(cls.__doc__ or "").split("\nArgs:")[0])
+    rows = []
     for spec in plugin_options(cls):
         default = "(required)" if spec.required else repr(spec.default)
         if info.kind == "prior" and spec.name == "dim":
             default, help_ = "--latent-dim", "latent dimension, filled in by the toolkit"
         else:
             help_ = spec.help
-        table.add_row(spec.name, _escape(spec.type_name), _escape(default), _escape(help_))
-    out.print(table)
+        rows.append([spec.name, _escape(spec.type_name), _escape(default), rst_markup(help_)])
+    cols = [Column("option", no_wrap=True), Column("type"), Column("default")]
+    print_fitted(  # narrow: the type and default below the description
+        out, [*cols, Column("description", min_width=24)], rows, keep=1, joined="description",
+        join=lambda c: f"{c[2]}\n[dim]{c[0]}, default {c[1]}[/dim]", title=["options"],
+    )  # fmt: skip
     flag = f"--{info.kind}-opt"
     given, source_kind = name, getattr(cls, "kind", "name")
     if info.kind == "data" and source_kind != "name":
@@ -215,7 +216,7 @@ def plugins_new(
 ) -> None:
     """Write a ready-to-install plugin package: pyproject with the entry point, a working class
     with its docstring contract, and a test that runs the conformance kit."""
-    from wae_toolkit.plugins.scaffold import new_plugin, plugin_identifiers
+    from wae_toolkit.plugins.scaffold import install_command, new_plugin, plugin_identifiers
 
     files = new_plugin(kind, name, directory)
     root = files[0].parent
@@ -224,7 +225,7 @@ def plugins_new(
     for path in files:
         out.print(f"  {path}", markup=False)
     out.print(
-        f"Next: pip install -e {root}  (on a CPU-only machine add -c constraints.txt), then "
+        f"Next: {install_command(str(root))} (the pin keeps the torch you have), then "
         f"'wae plugins list' shows it and 'pytest {root / 'tests'}' runs its conformance test; "
         f"edit {files[3]} to make it yours.",
         markup=False,
@@ -338,6 +339,7 @@ app.command("export")(export_command)
 runs_app = typer.Typer(help="The run folders you have.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 runs_app.command("list")(runs_list_command)
+app.add_typer(sweep_app, name="sweep")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     import warnings
 
     try:
-        with warnings.catch_warnings():  # restored afterwards (main may run inside a program)
+        # restored afterwards (main may run inside a program); messages name --flags
+        with warnings.catch_warnings(), cli_wording():
             warnings.showwarning = _show_warning
             # Standalone mode: Typer reports its own usage errors (exit 2) and exits.
             app(args=args, prog_name="wae")
@@ -376,7 +379,10 @@ def main(argv: list[str] | None = None) -> None:
             err.print_exception()
         rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") != "1" else "0"
         label = "Error:" if rank in ("", "0") else f"Error (rank {rank}):"
-        for line in str(exc).splitlines() or [type(exc).__name__]:
+        lines = str(exc).splitlines() or [type(exc).__name__]
+        if isinstance(exc, PluginLoadError) and exc.__cause__ and not STATE["verbose"]:
+            lines[-1] += " Add --verbose to see where the import failed."  # a plugin's traceback
+        for line in lines:
             err.print(f"[red]{label}[/red] {_escape(line)}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C during training, or Ctrl-C outside it

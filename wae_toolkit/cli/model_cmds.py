@@ -15,8 +15,9 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column
 
+from wae_toolkit.cli.terminal import print_fitted
 from wae_toolkit.config.checks import is_number
 from wae_toolkit.errors import UsageError
 from wae_toolkit.limits import MAX_SEED
@@ -362,19 +363,21 @@ def runs_list_command(
     if not root.is_dir():
         raise UsageError(f"'{root}' is not a folder.")
     runs = _run_entries(root)
-    table = Table(title=f"runs in {escape(str(root))}", title_justify="left")
-    for col in ("run", "data", "penalty", "steps", "test cost", "test MMD", "floor"):
-        table.add_column(
-            col, justify="right" if col in ("steps", "test cost") else "left", overflow="fold"
-        )
-    table.add_column("status", min_width=10, overflow="fold")
+    rows = []
     for p in runs:
         try:
             cells = _run_row(p)
         except Exception as exc:  # one damaged run never hides the others
             cells = [""] * (_CELLS - 1) + [f"cannot be read ({type(exc).__name__})"]
-        table.add_row(escape(p.name), *cells)
+        rows.append([escape(p.name), *cells])
     if not runs:
         out.print(f"No runs in '{escape(str(root))}'.")
         return
-    out.print(table)
+    heads = ("run", "data", "penalty", "steps", "test cost", "test MMD^2", "floor")
+    cols = [Column(h, justify="right" if h in heads[3:5] else "left", no_wrap=True) for h in heads]
+    labels = ("", "", "steps ", "test cost ", "test MMD^2 ", "floor ", "")  # the narrow table's
+    print_fitted(
+        out, [*cols, Column("status", min_width=10)], rows, keep=1, joined="results",
+        join=lambda cells: "  ".join(f"{lb}{c}" for lb, c in zip(labels, cells, strict=True) if c),
+        title=["runs", "in", str(root)],
+    )  # fmt: skip

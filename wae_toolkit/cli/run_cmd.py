@@ -176,15 +176,15 @@ def _check_nproc(nproc: int, device: str | None) -> None:
 
 
 def _train_and_report(config: Any, **kwargs: Any) -> None:
-    """Train with a progress bar and print the summary; quiet on ranks other than 0."""
+    """Train with a progress display and print the summary; quiet on ranks other than 0."""
     from wae_toolkit.api import train
-    from wae_toolkit.cli.progress import RichProgress, print_summary
+    from wae_toolkit.cli.progress import make_progress, print_summary
     from wae_toolkit.engine.callbacks import Callback
 
     if int(os.environ.get("RANK", "0") or 0) > 0:
         train(config, callback=Callback(), **kwargs)
         return
-    progress = RichProgress(err)
+    progress = make_progress(out, err)  # a live line in a terminal, else a line per evaluation
     try:
         result = train(config, callback=progress, **kwargs)
     finally:

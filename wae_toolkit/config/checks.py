@@ -10,7 +10,7 @@ from wae_toolkit.config.optimizers import OPTIMIZERS
 from wae_toolkit.config.schedules import SCHEDULES, WARMUP_FRACTIONS
 from wae_toolkit.config.trackers import TRACKERS
 from wae_toolkit.devices import DEVICE_NAMES
-from wae_toolkit.errors import did_you_mean
+from wae_toolkit.errors import did_you_mean, on_cli, setting
 from wae_toolkit.errors import short_repr as _show
 from wae_toolkit.limits import MAX_SEED
 from wae_toolkit.memory import parse_bytes
@@ -27,7 +27,9 @@ __all__ = [
 PAPER_BETAS = (0.5, 0.999)
 DEFAULT_LATENT_DIM = 8
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+#: The modes of ``torch.compile`` a run may name (``compile_mode``).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: The held-out metrics ``monitor`` may name (lower is better); the first is the default.
 MONITORS = ("test_objective", "test_cost", "test_penalty", "test_mmd")
 ENCODERS = ("deterministic", "gaussian")
@@ -88,9 +90,11 @@ def value_problems(c: Any) -> list[str]:
         )
     bounded("pretrain_steps", 0)
     if is_num(c.logvar_l1) and c.logvar_l1 > 0 and c.encoder == "deterministic":
-        p.append("logvar_l1 applies to a Gaussian encoder only; add --encoder gaussian.")
+        p.append(
+            f"logvar_l1 applies to a Gaussian encoder only; add {setting('encoder', 'gaussian')}."
+        )
     if not is_num(c.lam) or c.lam < 0:
-        p.append(f"lam (--lambda) must be a finite number >= 0; got {_show(c.lam)}.")
+        p.append(f"lam{_flag('lam')} must be a finite number >= 0; got {_show(c.lam)}.")
     if not is_num(c.lr) or c.lr <= 0:
         p.append(f"lr must be a finite number > 0; got {_show(c.lr)}.")
     for name in ("beta1", "beta2"):
@@ -101,6 +105,14 @@ def value_problems(c: Any) -> list[str]:
         p.append(f"encoder must be one of {', '.join(ENCODERS)}; got {_show(c.encoder)}.")
     if not isinstance(c.compile, bool):
         p.append(f"compile must be true or false; got {_show(c.compile)}.")
+    if not _is_one_of(c.compile_mode, COMPILE_MODES):
+        modes = ", ".join(COMPILE_MODES)
+        p.append(f"compile_mode must be one of {modes}; got {_show(c.compile_mode)}.")
+    elif c.compile_mode != "default" and c.compile is False:
+        p.append(
+            f"compile_mode {c.compile_mode} applies to a compiled step; add "
+            f"{setting('compile', True)}, or leave the mode out."
+        )
     if not isinstance(c.overwrite, bool):
         p.append(f"overwrite must be true or false; got {_show(c.overwrite)}.")
     if not isinstance(c.device, str) or not DEVICE_NAMES.fullmatch(c.device):
@@ -109,8 +121,8 @@ def value_problems(c: Any) -> list[str]:
         p.append(f"precision must be one of {', '.join(PRECISIONS)}; got {_show(c.precision)}.")
     elif c.precision == "bf16" and isinstance(c.device, str) and c.device == "mps":
         p.append("precision bf16 runs on cpu and cuda devices; use fp32 on mps.")
-    elif c.precision == "fp16" and c.device in ("cpu", "mps"):
-        p.append(FP16_ON_CUDA_ONLY.format(device=c.device))
+    elif c.precision in ("fp16", "tf32") and c.device in ("cpu", "mps"):
+        p.append(cuda_only(c.precision, c.device))
     if c.threads is not None:
         bounded("threads", 1, MAX_THREADS)
     bounded("seed", 0, MAX_SEED)
@@ -152,7 +164,7 @@ def data_problems(c: Any) -> list[str]:
         if test is not None:
             return [
                 "test= takes the held-out part of data given in Python; for a file, use "
-                "--data-opt test=FILE."
+                f"{setting('data_opts', 'test=FILE')}."
             ]
         return []
     allowed = (
@@ -173,11 +185,16 @@ def tracking_problems(c: Any) -> list[str]:
     if not names:
         p = [f"track must be a list of tracker names ({allowed}); got {_show(track)}."]
     else:
-        p = [
-            f"Unknown tracker {_show(t)} in track.{did_you_mean(t, TRACKERS)} Trackers: {allowed}."
-            for t in dict.fromkeys(track)  # each unknown name once
-            if t not in TRACKERS
-        ]
+        unknown = [t for t in dict.fromkeys(track) if t not in TRACKERS]  # each name once
+        if len(unknown) == 1:
+            t = unknown[0]
+            hint = did_you_mean(t, TRACKERS)
+            p = [f"Unknown tracker {_show(t)} in track.{hint} Trackers: {allowed}."]
+        elif unknown:  # one setting, one sentence
+            shown = ", ".join(_show(t) for t in unknown)
+            p = [f"Unknown trackers {shown} in track. Trackers: {allowed}."]
+        else:
+            p = []
     uri = c.tracking_uri
     if uri is not None and (not isinstance(uri, str) or not uri.strip()):
         p.append(
@@ -185,7 +202,9 @@ def tracking_problems(c: Any) -> list[str]:
             f"http://host:5000...), or null for the default; got {_show(uri)}."
         )
     elif uri is not None and names and "mlflow" not in track:
-        p.append("tracking_uri (--tracking-uri) is MLflow's; add --track mlflow.")
+        p.append(
+            f"tracking_uri{_flag('tracking_uri')} is MLflow's; add {setting('track', 'mlflow')}."
+        )
     if not isinstance(c.experiment, str) or not c.experiment.strip():
         p.append(f"experiment must be a non-empty name; got {_show(c.experiment)}.")
     return p
@@ -207,7 +226,7 @@ def missing_tracker_packages(c: Any) -> list[str]:
             found = False
         if not found:
             problems.append(
-                f"--track {name} needs {spec.label}, which is not installed: "
+                f"{setting('track', name)} needs {spec.label}, which is not installed: "
                 f"pip install 'wae-toolkit[{spec.extra}]'."
             )
     return problems
@@ -216,8 +235,21 @@ def missing_tracker_packages(c: Any) -> list[str]:
 #: fp16 needs a gradient scaler and CUDA's fp16 kernels.
 FP16_ON_CUDA_ONLY = (
     "precision fp16 (with a gradient scaler) runs on CUDA GPUs only, and this run's device is "
-    "{device}; use --precision bf16 or fp32 there."
+    "{device}; use {bf16} or fp32 there."
 )
+#: The precisions that only CUDA has, with what to say on another device (:func:`cuda_only`).
+CUDA_ONLY = {
+    "fp16": FP16_ON_CUDA_ONLY,
+    "tf32": "precision tf32 (TF32 tensor-core matmuls) runs on CUDA GPUs only, and this run's "
+    "device is {device}; use {fp32} there.",
+}
+
+
+def cuda_only(precision: str, device: str) -> str:
+    """The sentence refusing ``precision`` (a key of :data:`CUDA_ONLY`) on ``device``."""
+    return CUDA_ONLY[precision].format(
+        device=device, bf16=setting("precision", "bf16"), fp32=setting("precision", "fp32")
+    )
 
 
 def loop_feature_problems(c: Any) -> list[str]:
@@ -235,7 +267,8 @@ def loop_feature_problems(c: Any) -> list[str]:
         elif isinstance(c.schedule, str) and c.schedule not in WARMUP_FRACTIONS:
             p.append(
                 f"warmup_steps applies to the {' and '.join(WARMUP_FRACTIONS)} schedules; add "
-                "--schedule cosine (or onecycle), or drop --warmup-steps."
+                f"{setting('schedule', 'cosine')} (or onecycle), or drop "
+                f"{setting('warmup_steps')}."
             )
     if c.memory_budget is not None and parse_bytes(c.memory_budget) is None:
         p.append(
@@ -246,8 +279,8 @@ def loop_feature_problems(c: Any) -> list[str]:
         p.append(f"workers must be an integer from 0 to 256, or null; got {_show(c.workers)}.")
     if c.lr_schedule is not None and c.schedule != "steps":
         p.append(
-            "lr_schedule (--lr-schedule) sets the factors of the steps schedule; drop it, or "
-            "use --schedule steps."
+            f"lr_schedule{_flag('lr_schedule')} sets the factors of the steps schedule; drop "
+            f"it, or use {setting('schedule', 'steps')}."
         )
     if c.ema is not None and (not is_finite_number(c.ema) or not 0 < c.ema < 1):
         p.append(
@@ -337,6 +370,12 @@ def is_finite_number(value: Any) -> bool:
 
 def _is_one_of(value: Any, choices: tuple[str, ...]) -> bool:
     return isinstance(value, str) and value in choices
+
+
+def _flag(name: str) -> str:
+    """`` (--flag)`` after a setting's name on the command line (where files and flags both
+    name it), nothing in Python."""
+    return f" ({setting(name)})" if on_cli() else ""
 
 
 def _as_int(value: Any) -> int | None:

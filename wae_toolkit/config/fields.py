@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from wae_toolkit.errors import UsageError, short_repr
+from wae_toolkit.errors import UsageError, setting_name, short_repr
 
 __all__ = [
     "CliOption",
@@ -141,8 +141,8 @@ def parse_schedule(text: str) -> list[tuple[int, float]] | None:
             out.append((int(epoch), float(factor)))
         except ValueError:
             raise UsageError(
-                f"--lr-schedule expects EPOCH:FACTOR pairs separated by commas (such as "
-                f"30:0.5,50:0.1), 'paper' or 'none'; got '{part}'."
+                f"{setting_name('lr_schedule')} expects EPOCH:FACTOR pairs separated by commas "
+                f"(such as 30:0.5,50:0.1), 'paper' or 'none'; got '{part}'."
             ) from None
     return out
 

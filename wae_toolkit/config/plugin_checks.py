@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from wae_toolkit.errors import UsageError, WaeError
+from wae_toolkit.errors import UsageError, WaeError, setting
 from wae_toolkit.memory import total_memory as _total_memory
 from wae_toolkit.plugins.options import bind_options
-from wae_toolkit.plugins.registry import create, get_plugin_class
+from wae_toolkit.plugins.registry import REINSTALL_HINT, create, get_plugin_class
 
 #: A :class:`~wae_toolkit.config.settings.RunConfig` (that module imports this one).
 RunConfig = Any
@@ -51,7 +51,15 @@ def plugin_problems_and_cause(
     initial weights) must not change what a seeded run does next.
     """
     with torch.random.fork_rng(devices=[]):
-        return _plugin_problems(config, build)
+        problems, cause = _plugin_problems(config, build)
+    return _hint_once(problems), cause
+
+
+def _hint_once(problems: list[str]) -> list[str]:
+    """The problems, with the reinstall hint of unknown names on the last of them only."""
+    tail = f" {REINSTALL_HINT}"
+    hinted = [i for i, p in enumerate(problems) if p.endswith(tail)]
+    return [p[: -len(tail)] if i in hinted[:-1] else p for i, p in enumerate(problems)]
 
 
 def _plugin_problems(config: RunConfig, build: bool) -> tuple[list[str], BaseException | None]:
@@ -121,7 +129,7 @@ def encoder_problems(config: RunConfig, penalty_cls: Any) -> list[str]:
     if getattr(penalty_cls, "needs_encoder_stats", False) and config.encoder != "gaussian":
         return [
             f"The penalty '{config.penalty}' needs a Gaussian encoder (its mean and variance); "
-            "add --encoder gaussian."
+            f"add {setting('encoder', 'gaussian')}."
         ]
     return []
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.data.expected import CELEBA_FOLDER_TEXT, MNIST_FILES_TEXT
-from wae_toolkit.errors import UsageError, did_you_mean
+from wae_toolkit.errors import UsageError, did_you_mean, setting
 
 __all__ = ["Preset", "PRESETS", "get_preset", "resolve_config", "MNIST_HINT", "CELEBA_HINT"]
 
@@ -262,7 +262,8 @@ def resolve_config(
     if p is not None:
         if p.data_hint and "data" not in given and "data" not in from_file:
             raise UsageError(
-                f"The preset '{p.name}' reads its data from a folder you name: add --data DIR, "
+                f"The preset '{p.name}' reads its data from a folder you name: add "
+                f"{setting('data', 'DIR')}, "
                 f"{p.data_hint}. Nothing is downloaded."
             )
         layers.append((f"preset {p.name}", p.values))

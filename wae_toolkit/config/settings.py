@@ -17,6 +17,7 @@ from wae_toolkit.config.checks import (
 )
 from wae_toolkit.config.fields import cli, parse_schedule, plain_value, settings_values
 from wae_toolkit.config.optimizers import OPTIMIZERS
+from wae_toolkit.config.schedules import factor_at, paper_factors
 from wae_toolkit.config.trackers import DEFAULT_EXPERIMENT  # the table of trackers
 from wae_toolkit.errors import UsageError
 
@@ -61,10 +62,9 @@ class RunConfig:
         lr, beta1, beta2: the optimizer's learning rate and betas (the paper: 1e-3, 0.5, 0.999).
         optimizer, optimizer_opts: an optimizer of ``torch.optim`` by name (``adam``, the
             default, ``adamw``, ``sgd``...; docs/training.md) and its other arguments.
-        lr_schedule: ``[(epoch, factor), ...]``: from that epoch on the learning rate is
-            ``lr * factor``; ``[]`` keeps it constant; ``None`` (the default) follows the paper's
-            MNIST schedule in proportion to ``epochs``: ``lr / 2`` from 30% of the epochs and
-            ``lr / 10`` from 50% (for 100 epochs exactly the paper's ``[(30, 0.5), (50, 0.1)]``).
+        lr_schedule: ``[(epoch, factor), ...]``: ``lr * factor`` from that epoch on; ``[]`` keeps
+            it constant; ``None`` (the default): the paper's MNIST schedule in proportion to
+            ``epochs`` (:func:`~wae_toolkit.config.schedules.paper_factors`).
         schedule, warmup_steps: ``steps`` (the factors of ``lr_schedule``), or per step
             ``cosine`` or ``onecycle`` with ``warmup_steps`` (``None``: 5%, 30% of the steps).
         seed: seed of every random generator; the same seed gives the same run on CPU.
@@ -93,10 +93,12 @@ class RunConfig:
         monitor, patience: the held-out metric (lower is better; ``test_objective`` is
             ``test_cost + lam * test_penalty``) that picks ``best.safetensors``, and stopping
             after ``patience`` evaluations without a new best.
-        compile: compile the training step with ``torch.compile`` (docs/performance.md).
-        precision: ``fp32``, ``bf16`` or ``fp16``: the encoder and decoder run under autocast
-            (bf16: CUDA and CPUs with bf16 instructions; fp16: CUDA only, with a gradient scaler)
-            while the cost, the penalty and the weights stay in float32.
+        compile, compile_mode: compile the training step with ``torch.compile`` in this mode
+            (``reduce-overhead`` replays CUDA graphs: small models; docs/performance.md).
+        precision: ``fp32``, ``tf32`` (CUDA: float32 with TF32 matmuls and convolutions),
+            ``bf16`` or ``fp16``: the encoder and decoder run under autocast (bf16: CUDA and
+            CPUs with bf16 instructions; fp16: CUDA only, with a gradient scaler) while the
+            cost, the penalty and the weights stay in float32.
         track: trackers to log the run to: ``mlflow``, ``tensorboard``, ``wandb``
             (docs/tracking.md).
         tracking_uri: the MLflow tracking URI (``sqlite:///path.db`` or a path ending in
@@ -274,11 +276,18 @@ class RunConfig:
         default=False,
         metadata=cli("Compile the training step with torch.compile (slower start, faster steps)."),
     )
+    compile_mode: str = field(
+        default="default",
+        metadata=cli(
+            "torch.compile mode with --compile: default, reduce-overhead (CUDA graphs, for small "
+            "models), max-autotune or max-autotune-no-cudagraphs."
+        ),
+    )
     precision: str = field(
         default="fp32",
         metadata=cli(
-            "fp32, bf16 autocast, or fp16 autocast with a gradient scaler (CUDA only); cost and "
-            "penalty stay float32."
+            "fp32, tf32 (TF32 matmuls, CUDA only), bf16 autocast, or fp16 autocast with a "
+            "gradient scaler (CUDA only); cost and penalty stay float32."
         ),
     )
     track: list[str] = field(
@@ -321,24 +330,20 @@ class RunConfig:
                 setattr(self, f.name, plain_value(value))
 
     def problems(self) -> list[str]:
-        """Every problem with the values, one sentence each (empty when the config is valid):
-        types, ranges, combinations of settings (:mod:`wae_toolkit.config.checks`).
-        :meth:`validate` adds the checks that need the plugin classes."""
+        """Every problem with the values, one sentence each (none: valid): types, ranges,
+        combinations (:mod:`wae_toolkit.config.checks`); :meth:`validate` adds the plugins'."""
         return value_problems(self)
 
     def missing_tracker_packages(self) -> list[str]:
-        """One sentence per tracker in ``track`` whose package is not installed (checked without
-        importing it)."""
+        """One sentence per tracker in ``track`` whose package is not installed (not imported)."""
         return missing_tracker_packages(self)
 
     def validate(self, *, plugins: bool = True, build: bool = True) -> None:
-        """Raise :class:`~wae_toolkit.errors.UsageError` listing every problem (one line each),
-        if any: :meth:`problems`, trackers whose package is missing, and with ``plugins`` what
-        needs the plugin classes (:func:`~wae_toolkit.config.plugin_checks.plugin_problems`:
-        names, options and their values, the encoder a penalty needs, the prior's dimension), all
-        before any data are read. ``build`` also creates each plugin once to check what its
-        constructor accepts; a run passes ``build=False``, as it builds its plugins once anyway
-        (:func:`~wae_toolkit.assembly.components.build_components`), with the same messages.
+        """Raise :class:`~wae_toolkit.errors.UsageError` listing every problem (one line each):
+        :meth:`problems`, trackers not installed and, with ``plugins``, what needs the plugin
+        classes (:func:`~wae_toolkit.config.plugin_checks.plugin_problems_and_cause`), all before
+        any data are read. ``build`` also creates each plugin once to check its constructor; a
+        run passes ``build=False``, as it builds its plugins once anyway, with the same messages.
         """
         problems = self.problems() + self.missing_tracker_packages()
         cause: BaseException | None = None
@@ -365,16 +370,12 @@ class RunConfig:
     def resolved_schedule(self) -> list[tuple[int, float]]:
         """The schedule in force: ``lr_schedule``, or the paper's proportions when it is None."""
         if self.lr_schedule is None:
-            return [(round(0.3 * self.epochs), 0.5), (round(0.5 * self.epochs), 0.1)]
+            return paper_factors(self.epochs)
         return [(int(e), float(f)) for e, f in self.lr_schedule]
 
     def lr_factor(self, epoch: int) -> float:
         """The learning-rate factor in force at ``epoch`` (0-based)."""
-        factor = 1.0
-        for start, f in sorted(self.resolved_schedule()):
-            if epoch >= start:
-                factor = f
-        return factor
+        return factor_at(self.resolved_schedule(), epoch)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON values; data given in Python as what ``config.json`` records of
@@ -391,8 +392,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         """Build from a dict (a saved ``config.json``'s ``run`` section); unknown keys refused.
-
-        The values are not checked here; :meth:`validate` does it, with one message per problem.
+        The values are not checked here; :meth:`validate` does it, one message per problem.
 
         Raises:
             UsageError: ``d`` is not a mapping, or has keys that are no run setting.

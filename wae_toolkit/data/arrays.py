@@ -16,7 +16,7 @@ from wae_toolkit.data.layout import _as_labels, _check_dtype, _layout, _sample_s
 from wae_toolkit.data.resample import resize_for
 from wae_toolkit.data.source_options import _bind, _given
 from wae_toolkit.data.streamed import keeps_bytes, read_part, resident_bytes
-from wae_toolkit.errors import DataError, did_you_mean
+from wae_toolkit.errors import DataError, did_you_mean, setting
 from wae_toolkit.memory import check_fits
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def _read_npz(
             if key is None:
                 raise DataError(
                     f"{where} holds several arrays ({listed}) and none is called "
-                    f"{', '.join(_DATA_KEYS)}; choose one with --data-opt key=NAME."
+                    f"{', '.join(_DATA_KEYS)}; choose one with {setting('data_opts', 'key=NAME')}."
                 )
         x = _npz_member(z, path, key, layout=layout)
         labels = None
@@ -179,14 +179,15 @@ def _load_arrays(path: Path, name: str, kind: str, options: Mapping[str, Any] | 
         return arrays_dataset(x, labels, None, opts, name, f"arrays from '{name}'", (f"'{path}'",))
     if "test_fraction" in given:
         raise DataError(
-            "Give either --data-opt test=FILE or --data-opt test_fraction=F, not both: "
-            "a separate test file replaces the random split."
+            f"Give either {setting('data_opts', 'test=FILE')} or "
+            f"{setting('data_opts', 'test_fraction=F')}, not both: a separate test file "
+            "replaces the random split."
         )
     test_path = Path(opts["test"]).expanduser()
     if not test_path.is_file():
         raise DataError(
-            f"Test file '{opts['test']}' does not exist; --data-opt test= takes a .npy or "
-            ".npz file with samples shaped like the training data."
+            f"Test file '{opts['test']}' does not exist; the data option test takes a .npy "
+            "or .npz file with samples shaped like the training data."
         )
     test_kind = _sniff(test_path)
     if test_kind == "other":
@@ -227,8 +228,8 @@ def arrays_dataset(
         else _Footprint(
             per_sample=4 * math.prod(shape),
             what=f"samples of shape {shape} from '{name}' as float32",
-            fix="use a smaller data set, or fewer training samples with --data-opt limit=N (the "
-            "test part is read whole)",
+            fix="use a smaller data set, or fewer training samples with "
+            f"{setting('data_opts', 'limit=N')} (the test part is read whole)",
         )
     )
     if test is None:

@@ -17,7 +17,7 @@ import torch
 from wae_toolkit.data.images import _GRAY_MODES, _map
 from wae_toolkit.data.layout import _check_dtype, _layout, _sample_shape
 from wae_toolkit.data.streamed import StreamedPart, read_part, streaming_budget
-from wae_toolkit.errors import DataError
+from wae_toolkit.errors import DataError, setting
 
 __all__ = ["Take", "image_parts", "array_parts", "is_image_feature", "is_array_feature"]
 
@@ -98,7 +98,7 @@ def image_parts(
             shown = ", ".join(f"{w}x{h}" for w, h in distinct[:2])
             raise DataError(
                 f"The images of column '{col}' in '{spec}' have {len(distinct)} different sizes "
-                f"({shown}); resize them all to one size with --data-opt size=64."
+                f"({shown}); resize them all to one size with {setting('data_opts', 'size=64')}."
             )
         width, height = distinct[0]
     if channels is None:

@@ -22,7 +22,7 @@ from wae_toolkit.data.hf_columns import array_parts, image_parts, is_array_featu
 from wae_toolkit.data.layout import _as_labels
 from wae_toolkit.data.source_options import _check_values
 from wae_toolkit.data.streamed import streaming_budget
-from wae_toolkit.errors import DataError, did_you_mean
+from wae_toolkit.errors import DataError, did_you_mean, setting, setting_name
 from wae_toolkit.plugins.interfaces import INTERFACE_VERSION, DataSource
 
 __all__ = ["HuggingFaceSource", "HF_EXTRA"]
@@ -82,8 +82,9 @@ class HuggingFaceSource(DataSource):
         _check_values({"test_fraction": test_fraction, "seed": seed, "limit": limit, "size": size})
         if test_split is not None and test_fraction is not None:
             raise DataError(
-                "Give either --data-opt test_split=NAME or --data-opt test_fraction=F, not both: "
-                "a test split replaces the random split."
+                f"Give either {setting('data_opts', 'test_split=NAME')} or "
+                f"{setting('data_opts', 'test_fraction=F')}, not both: a test split replaces "
+                "the random split."
             )
         self.column = column
         self.labels_column = labels_column
@@ -138,7 +139,7 @@ class HuggingFaceSource(DataSource):
                 else:
                     raise DataError(
                         f"'{spec}' holds the splits {', '.join(names) or 'none'} and none is "
-                        "called train; choose one with --data-opt split=NAME."
+                        f"called train; choose one with {setting('data_opts', 'split=NAME')}."
                     )
             _check_split(split, names, spec, "split")
             test_split = self.test_split
@@ -175,7 +176,7 @@ class HuggingFaceSource(DataSource):
         raise DataError(
             f"'{spec}' has the columns {', '.join(features) or 'none'} and none of them is an "
             "image column or the only array column; choose the samples with "
-            "--data-opt column=NAME."
+            f"{setting('data_opts', 'column=NAME')}."
         )
 
     def _labels_column(self, part: Any, column: str, spec: str) -> str | None:
@@ -301,8 +302,8 @@ def _build(spec: str, train: Any, test: Any, opts: dict[str, Any], explicit: boo
     footprint = _Footprint(
         per_sample=4 * math.prod(shape),
         what=f"samples of shape {shape} from '{spec}' as float32",
-        fix="keep fewer training samples with --data-opt limit=N"
-        + (", or a smaller --data-opt size" if kind == "images" else ""),
+        fix=f"keep fewer training samples with {setting('data_opts', 'limit=N')}"
+        + (f", or a smaller {setting_name('data_opts')} size" if kind == "images" else ""),
     )
     budget = streaming_budget()  # a run's: a training part larger than it is streamed
     per_sample = math.prod(shape) * (1 if kind == "images" else 4)

@@ -30,7 +30,7 @@ from wae_toolkit.data.dataset import (
 from wae_toolkit.data.expected import MNIST_FILES_TEXT
 from wae_toolkit.data.layout import _as_labels, _gather, _layout, _sample_shape
 from wae_toolkit.data.source_options import _PAPER_SPLIT_ONLY, _bind, _given, _join
-from wae_toolkit.errors import DataError
+from wae_toolkit.errors import DataError, setting
 from wae_toolkit.memory import check_fits
 
 if TYPE_CHECKING:
@@ -200,7 +200,8 @@ def _load_idx_folder(
             raise DataError(
                 f"Data option{'s' if len(stray) > 1 else ''} {_join(stray)} only "
                 f"appl{'y' if len(stray) > 1 else 'ies'} to {source} with split=paper (the "
-                "official split is fixed); add --data-opt split=paper or drop them."
+                f"official split is fixed); add {setting('data_opts', 'split=paper')} or drop "
+                "them."
             )
         opts = {k: v for k, v in opts.items() if k not in _PAPER_SPLIT_ONLY}
     x, xt = _idx_images(files["train", "images"]), _idx_images(files["test", "images"])
@@ -263,8 +264,8 @@ def _float_footprint(x: np.ndarray, layout: str, name: str) -> _Footprint:
     return _Footprint(
         per_sample=4 * math.prod(shape),
         what=f"IDX samples of shape {shape} from '{name}' as float32",
-        fix="use a smaller file, or fewer training samples with --data-opt limit=N (the test "
-        "part is read whole)",
+        fix="use a smaller file, or fewer training samples with "
+        f"{setting('data_opts', 'limit=N')} (the test part is read whole)",
     )
 
 

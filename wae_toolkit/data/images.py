@@ -14,7 +14,7 @@ import torch
 from wae_toolkit.data.dataset import Dataset, _finish_split, _Footprint
 from wae_toolkit.data.source_options import _bind, _given
 from wae_toolkit.data.streamed import StreamedPart, streaming_budget
-from wae_toolkit.errors import DataError
+from wae_toolkit.errors import DataError, setting, setting_name
 
 #: File name endings read as images in a folder of images (compared in lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -48,8 +48,9 @@ def _load_image_folder(
     if opts["holdout"] is not None:
         if "test_fraction" in _given(options):
             raise DataError(
-                "Give either --data-opt holdout=N or --data-opt test_fraction=F, not both: "
-                "holdout holds out the last N images of a seeded shuffle instead of a fraction."
+                f"Give either {setting('data_opts', 'holdout=N')} or "
+                f"{setting('data_opts', 'test_fraction=F')}, not both: holdout holds out the "
+                "last N images of a seeded shuffle instead of a fraction."
             )
         del opts["test_fraction"]
     size, crop, channels = opts["size"], opts["crop"], opts["channels"]
@@ -80,7 +81,8 @@ def _load_image_folder(
         if small:
             p, (w, h) = small[0]
             raise DataError(
-                f"Image '{rel(p)}' is {w}x{h} pixels, smaller than --data-opt crop={crop} "
+                f"Image '{rel(p)}' is {w}x{h} pixels, smaller than "
+                f"{setting('data_opts', f'crop={crop}')} "
                 f"({len(small)} image(s) are); crop must be at most the smallest image side."
             )
         sizes = [(crop, crop)] * len(paths)
@@ -93,8 +95,9 @@ def _load_image_folder(
             examples = ", ".join(f"{w}x{h} ('{rel(p)}')" for (w, h), p in first.items())
             raise DataError(
                 f"The images in '{name}' have {len(distinct)} different sizes ({examples}); "
-                "resize them all to one size with --data-opt size=64 (and centre-crop first "
-                "with --data-opt crop=N if they are not square)."
+                f"resize them all to one size with {setting('data_opts', 'size=64')} (and "
+                f"centre-crop first with {setting('data_opts', 'crop=N')} if they are not "
+                "square)."
             )
         width, height = distinct[0]
     if channels is None:
@@ -137,9 +140,10 @@ def _load_image_folder(
         fixed=3 * pixels * _workers(len(paths)),
         what=f"images of '{name}' at {width}x{height} pixels with {channels} channel(s)",
         fix=(
-            "use a smaller --data-opt size"
+            f"use a smaller {setting_name('data_opts')} size"
             if size is not None
-            else "resize them with --data-opt size=N, or keep fewer with --data-opt limit=N"
+            else f"resize them with {setting('data_opts', 'size=N')}, or keep fewer with "
+            f"{setting('data_opts', 'limit=N')}"
         ),
     )
     # Lazily, the training part is never float32 here: only the held-out part is checked.

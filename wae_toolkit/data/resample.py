@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from wae_toolkit.errors import DataError
+from wae_toolkit.errors import DataError, setting
 
 __all__ = ["Resize", "resize_for"]
 
@@ -111,7 +111,8 @@ def resize_for(
     h, w = (shape[1], shape[2]) if layout in ("hw", "hwc") else (shape[2], shape[3])
     if crop is not None and crop > min(h, w):
         raise DataError(
-            f"The images of {where} are {w}x{h} pixels, smaller than --data-opt crop={crop}; "
+            f"The images of {where} are {w}x{h} pixels, smaller than "
+            f"{setting('data_opts', f'crop={crop}')}; "
             "crop must be at most the smallest image side."
         )
     return Resize(crop, size)

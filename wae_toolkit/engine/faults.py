@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from wae_toolkit.errors import WaeError
+from wae_toolkit.errors import WaeError, setting, setting_name
 
 __all__ = [
     "BadSteps",
@@ -57,6 +58,10 @@ class BadSteps:
         self._one = torch.ones((), device=device)
         self._drops = bool(optimizer.defaults.get("fused"))
         self._flags: list[tuple[int, torch.Tensor]] = []
+        #: The run's plugins as its ``config.json`` records them (kind -> ``name``, ``class``,
+        #: ``options``), so that the message names the cost or penalty that went bad and only
+        #: options it has; set by :func:`wae_toolkit.engine.first_step.watch_plugins`.
+        self.plugins: dict[str, dict[str, Any]] = {}
 
     def before_step(self, step: int, check_gradients: bool = True) -> None:
         """Flag step ``step`` (1-based) if any gradient is not finite; call before ``step()``.
@@ -119,11 +124,37 @@ class BadSteps:
             else "the gradients became NaN or infinite (the losses were finite)"
         )
         allowance = f"after {self.allowed} bad step(s) were skipped, " if self.allowed else ""
+        # the plugins to look at: those whose term went bad (a critic's is its penalty's)
+        bad = {"cost" if t == "cost" else "penalty" for t in terms}
+        kinds = [k for k in ("penalty", "cost") if k in bad] or ["penalty"]
+        named = [f"{k} '{self.plugins[k]['name']}'" for k in kinds if k in self.plugins]
+        which = f" (the {' and the '.join(named)})" if named else ""
+        fixes = [f"a lower {setting_name('lam')} or {setting_name('lr')}"]
+        fixes += [_option_fix(k, self.plugins.get(k)) for k in kinds]
+        fixes += [
+            "checking the data for NaNs",
+            f"{setting('skip_bad_steps', 'N')} to skip a few such steps",
+        ]
+        fixes = [f for f in fixes if f]
         return (
-            f"Training stopped: {allowance}{what} at step {step}. Usual fixes: a lower --lambda "
-            "or --lr, a larger kernel bandwidth (--penalty-opt bandwidth=...), checking the data "
-            "for NaNs, or --skip-bad-steps N to skip a few such steps."
+            f"Training stopped: {allowance}{what} at step {step}{which}. Usual fixes: "
+            f"{', '.join(fixes[:-1])}, or {fixes[-1]}."
         )
+
+
+def _option_fix(kind: str, record: dict[str, Any] | None) -> str:
+    """The fix a plugin's options may offer, naming only options it has: a larger kernel
+    bandwidth when it has one, else other values of its options; nothing when it has none."""
+    record = record or {}
+    options = sorted(record.get("options") or {})
+    if "bandwidth" in options:
+        return f"a larger kernel bandwidth ({setting(f'{kind}_opts', 'bandwidth=...')})"
+    if not options:
+        return ""
+    return (
+        f"other values of the {kind}'s options ({', '.join(options)}; "
+        f"'wae plugins show {record.get('name')}' describes them)"
+    )
 
 
 #: The logged loss terms checked, and their names in messages.

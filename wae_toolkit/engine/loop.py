@@ -38,7 +38,7 @@ from wae_toolkit.engine.distributed import (
 )
 from wae_toolkit.engine.faults import TrainingInterrupted
 from wae_toolkit.engine.hooks import Checkpoints, HeldOutEvaluation, MetricsFile
-from wae_toolkit.engine.resume import resume_hint
+from wae_toolkit.engine.resume import resume_command, resume_hint
 from wae_toolkit.engine.setup import Session, prepare
 from wae_toolkit.engine.step import mean_logs
 from wae_toolkit.runs.folder import (
@@ -236,10 +236,10 @@ class Loop:
 
     def _interrupted(self, path: Path, during: str) -> TrainingInterrupted:
         s = self.s
-        nproc = f" --nproc {s.ctx.world_size}" if s.ctx.is_distributed else ""
         return TrainingInterrupted(
             f"Stopped by {self.signals.name} {during} {self.state.step} of {s.total_steps}; "
-            f"checkpoint written to '{path}'. Resume with: wae run --resume {s.out}{nproc}",
+            f"checkpoint written to '{path}'. Resume with: "
+            f"{resume_command(s.out, s.ctx.world_size)}",
             self.signals.received or signal.SIGTERM,
         )
 

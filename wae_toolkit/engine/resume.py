@@ -20,12 +20,18 @@ from wae_toolkit.engine.checkpoint import (
     read_document,
     step_of,
 )
-from wae_toolkit.errors import UsageError
+from wae_toolkit.errors import UsageError, on_cli, setting
 from wae_toolkit.memory import format_bytes
 from wae_toolkit.runs.folder import CONFIG, RUN_DIRS, RUN_FILES
 from wae_toolkit.runs.safe_io import link_problem
 
-__all__ = ["resume_point", "settings_record", "check_resume_fits", "resume_hint"]
+__all__ = [
+    "resume_point",
+    "settings_record",
+    "check_resume_fits",
+    "resume_hint",
+    "resume_command",
+]
 
 
 #: Settings that may differ between a run and its resumption (where it runs, not what it does).
@@ -51,11 +57,11 @@ def resume_point(out: Path) -> tuple[Path, dict[str, Any]]:
             raise UsageError(
                 f"Cannot resume '{out}': it has no checkpoint that can be read ({len(skipped)} "
                 f"damaged file(s) skipped, the newest '{skipped[0][0].name}': {skipped[0][1]}); "
-                "start it again with --overwrite."
+                f"start it again with {setting('overwrite', True)}."
             )
         raise UsageError(
             f"Cannot resume '{out}': it has no checkpoint (the run stopped before its first "
-            "one); start it again with --overwrite."
+            f"one); start it again with {setting('overwrite', True)}."
         )
     if skipped:
         used = step_of(path) or 0
@@ -97,8 +103,8 @@ def check_resume_fits(
             raise UsageError(
                 f"Cannot resume from '{path}': the run's settings in {CONFIG} changed after it "
                 f"was written ({'; '.join(changed[:4])}{' ...' if len(changed) > 4 else ''}). "
-                "Training settings cannot change on resume (only --threads, --device, --nproc "
-                f"and a larger --epochs may): restore {CONFIG}, or start a new run with --config."
+                f"Training settings cannot change on resume ({_may_change()}): restore "
+                f"{CONFIG}, or start a new run {_new_run()}."
             )
     saved_data = extra.get("data")
     if isinstance(saved_data, dict):
@@ -120,7 +126,7 @@ def _check_epochs(path: Path, saved: Any, now: Any) -> None:
         raise UsageError(
             f"Cannot resume from '{path}': the run's epochs changed after it was written "
             f"(epochs: {saved} in the checkpoint, {now} now); a resumed run may train for more "
-            "epochs (--epochs), not fewer."
+            f"epochs ({setting('epochs')}), not fewer."
         )
 
 
@@ -141,9 +147,30 @@ def resume_hint(out: Path, processes: int, needed: int | None) -> str:
     if newest is None:
         if not (out / CONFIG).is_file():
             return ""
-        return f"No checkpoint was written yet{room}: start the run again with --overwrite."
-    nproc = f" --nproc {processes}" if processes > 1 else ""
+        return (
+            f"No checkpoint was written yet{room}: start the run again with "
+            f"{setting('overwrite', True)}."
+        )
     return (
         f"The newest checkpoint, '{newest}', is intact{room}: once the problem is fixed, continue "
-        f"with 'wae run --resume {out}{nproc}'."
+        f"with {resume_command(out, processes)}."
     )
+
+
+def resume_command(out: Path, processes: int = 1) -> str:
+    """How the reader continues the run in ``out`` (see :func:`wae_toolkit.errors.setting`):
+    ``'wae run --resume OUT'`` on the command line, ``train(config, resume=True)`` in Python."""
+    if on_cli():
+        nproc = f" --nproc {processes}" if processes > 1 else ""
+        return f"'wae run --resume {out}{nproc}'"
+    return f"wae_toolkit.train(config, resume=True), config.out being {json.dumps(str(out))}"
+
+
+def _may_change() -> str:
+    if on_cli():
+        return "only --threads, --device, --nproc and a larger --epochs may"
+    return "only threads=, device= and a larger epochs= may"
+
+
+def _new_run() -> str:
+    return "with --config" if on_cli() else "in another out="

@@ -20,7 +20,7 @@ import torch
 from wae_toolkit._version import __version__
 from wae_toolkit.assembly.components import Components, build_components
 from wae_toolkit.assembly.optimizer import make_optimizer
-from wae_toolkit.config.checks import FP16_ON_CUDA_ONLY
+from wae_toolkit.config.checks import CUDA_ONLY, cuda_only
 from wae_toolkit.config.settings import RunConfig
 from wae_toolkit.data import Dataset, load_dataset
 from wae_toolkit.data.objects import load_objects
@@ -38,7 +38,7 @@ from wae_toolkit.engine.schedules import make_schedule
 from wae_toolkit.engine.schedules.schedule import Schedule
 from wae_toolkit.engine.state import LoopState, check_extra
 from wae_toolkit.engine.step import StepFunctions, TrainStep
-from wae_toolkit.errors import UsageError
+from wae_toolkit.errors import UsageError, setting, setting_name
 from wae_toolkit.memory import default_budget, parse_bytes
 from wae_toolkit.runs.folder import CONFIG, SUMMARY, check_run_dir, prepare_run_dir, write_json
 from wae_toolkit.runs.read import read_json_object
@@ -153,7 +153,7 @@ def _global_batch(config: RunConfig, n: int, ctx: DistContext) -> int:
     batch = min(config.batch_size, n)
     if batch % ctx.world_size:
         raise UsageError(
-            f"--batch-size {batch} is the global batch and must divide evenly among the "
+            f"{setting('batch_size', batch)} is the global batch and must divide evenly among the "
             f"{ctx.world_size} processes; use a multiple of {ctx.world_size}."
         )
     return batch
@@ -197,6 +197,8 @@ def _optimizer(config: RunConfig, comps: Components, ctx: DistContext) -> tuple[
     torch.set_num_threads(_threads_for(config, device, sum(p.numel() for p in params)))
     if device.type == "cuda" and comps.network.channels_last:
         torch.backends.cudnn.benchmark = True  # fixed shapes: autotune each convolution once
+    if device.type == "cuda" and config.precision == "tf32":  # restored by train() at the end
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     view = model
     if ctx.is_distributed:
         sync_module(model)  # every rank starts from rank 0's weights, critic included
@@ -236,8 +238,8 @@ def prepare(
     """Check, load and build everything before the first step (see the module's docstring);
     ``space["needed"]`` is set to the bytes the run folder needs once they are known."""
     device = ctx.device if ctx.is_distributed else resolve_device(config.device)
-    if config.precision == "fp16" and device.type != "cuda":  # --device auto found no GPU
-        raise UsageError(FP16_ON_CUDA_ONLY.format(device=device.type))
+    if config.precision in CUDA_ONLY and device.type != "cuda":  # --device auto found no GPU
+        raise UsageError(cuda_only(config.precision, device.type))
     if config.precision == "bf16" and device.type == "mps":  # --device auto found MPS
         raise UsageError("precision bf16 runs on cpu and cuda devices; use fp32 on mps.")
     resume_from, resume_doc = resume_point(out) if resume else (None, {})
@@ -281,8 +283,9 @@ def prepare(
         betas = (config.beta1, config.beta2)
         if not isinstance(batches, ResidentBatches):
             raise UsageError(
-                "--pretrain-steps needs the training data in memory, and these stream from disk "
-                "(they are larger than --memory-budget); raise the budget or drop the option."
+                f"{setting_name('pretrain_steps')} needs the training data in memory, and these "
+                f"stream from disk (they are larger than {setting_name('memory_budget')}); raise "
+                "the budget or drop the option."
             )
         pre = EncoderPretraining(
             comps.model, batches.floats(), config.pretrain_steps, batch, config.lr, betas
@@ -333,8 +336,8 @@ def _restore(session: Session, path: Path) -> None:
     if extra["step"] >= session.total_steps and (session.out / SUMMARY).is_file():
         raise UsageError(
             f"The run in '{session.out}' already finished ({extra['step']} of "
-            f"{session.total_steps} steps); there is nothing to resume (a larger --epochs trains "
-            "it further)."
+            f"{session.total_steps} steps); there is nothing to resume (a larger "
+            f"{setting('epochs')} trains it further)."
         )
     session.state = LoopState.from_extra(extra, session.device)
     session.bad_steps.total = session.state.bad_steps

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from wae_toolkit.config.checks import is_number
-from wae_toolkit.errors import UsageError
+from wae_toolkit.errors import UsageError, setting
 
 __all__ = ["LoopState", "Losses"]
 
@@ -205,5 +205,5 @@ def check_extra(
         raise UsageError(
             f"Cannot resume from '{path}': {problems[0]}; it is damaged or was written by "
             "other settings. Remove it to resume from an earlier checkpoint, or start again "
-            "with --overwrite."
+            f"with {setting('overwrite', True)}."
         )

@@ -25,7 +25,11 @@ __all__ = [
 #: Metric name -> (label, what its floor is, which way is better), in table order.
 METRICS: dict[str, tuple[str, str, str]] = {
     "test_cost": ("held-out cost", "-", "lower"),
-    "test_mmd": ("MMD^2(codes, prior)", "2 prior samples", "lower, down to the floor"),
+    "test_mmd": (
+        "MMD^2(codes, prior), eval's draws",
+        "2 prior samples",
+        "lower, down to the floor",
+    ),
     "sharpness_reconstructions": ("sharpness, reconstructions", "real data", "close to real"),
     "sharpness_samples": ("sharpness, samples", "real data", "close to real"),
     "w2_samples": ("W2(samples, held-out)", "train vs held-out", "lower, down to the floor"),

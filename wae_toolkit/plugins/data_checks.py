@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from wae_toolkit.plugins.interfaces import DATA_SOURCE_KINDS, DataSource
-from wae_toolkit.plugins.option_checks import check_options
+from wae_toolkit.plugins.option_checks import check_options, instance_of
 from wae_toolkit.plugins.options import plugin_options
 
 __all__ = ["check_data_source", "check_dataset"]
@@ -43,6 +43,7 @@ def check_data_source(
     Returns:
         the data set of the first load, for further checks against ground truth.
     """
+    instance_of(source, DataSource, "check_data_source")
     if options is None:
         defaults = {o.name: o.default for o in plugin_options(type(source))}
         options = {k: v for k, v in source.options().items() if v != defaults.get(k)}

@@ -92,8 +92,8 @@ def plugin_options(cls: type) -> list[OptionSpec]:
     sig = inspect.signature(init)
     try:
         hints = typing.get_type_hints(init)
-    except Exception:  # unresolvable annotations: fall back to the raw ones
-        hints = {}
+    except Exception:  # an unresolvable annotation: resolve the others one by one
+        hints = {p.name: _resolved(p.annotation, init) for p in sig.parameters.values()}
     docs = _arg_docs(cls)
     specs = []
     for p in list(sig.parameters.values())[1:]:
@@ -102,6 +102,18 @@ def plugin_options(cls: type) -> list[OptionSpec]:
         ann = hints.get(p.name, p.annotation)
         specs.append(OptionSpec(p.name, ann, p.default, docs.get(p.name, "")))
     return specs
+
+
+def _resolved(annotation: Any, function: Any) -> Any:
+    """An annotation written as text (``from __future__ import annotations``) evaluated in its
+    function's module, as :func:`typing.get_type_hints` does; the text when it names something
+    that module does not have."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, dict(getattr(function, "__globals__", {})))
+    except Exception:
+        return annotation
 
 
 def parse_assignments(items: list[str] | tuple[str, ...] | None, flag: str) -> dict[str, str]:

@@ -33,6 +33,7 @@ from functools import lru_cache
 from typing import Any
 
 from wae_toolkit.errors import PluginLoadError, UnknownPluginError, UsageError, did_you_mean
+from wae_toolkit.plugins.declarations import declaration_message, interface_version_supported
 
 __all__ = [
     "KINDS",
@@ -50,6 +51,7 @@ __all__ = [
     "IN_PROCESS",
     "class_name",
     "in_process_plugins",
+    "REINSTALL_HINT",
 ]
 
 #: The kinds of plugins a model is built from: kind -> (entry point group, interface class as
@@ -72,6 +74,11 @@ _PLURALS = {"costs": "cost", "penalties": "penalty", "priors": "prior", "network
 _PLURALS.update({k: DATA_KIND for k in ("source", "sources", "data-source", "data-sources")})
 BUILTIN_DISTRIBUTION = "wae-toolkit"
 AUTOLOAD_ENV = "WAE_DISABLE_PLUGIN_AUTOLOAD"
+#: The last sentence of an unknown name's message (what an author who adds an entry point forgets).
+REINSTALL_HINT = (
+    "Plugins are found through the entry points in installed packages' metadata: after adding "
+    "or renaming one, reinstall its package (pip install -e .) so that the metadata is updated."
+)
 #: The "distribution" of a class given as a Python object rather than installed as a plugin.
 IN_PROCESS = "(Python object)"
 #: kind -> {"module:QualifiedName": class}, filled only inside :func:`in_process_plugins`.
@@ -191,7 +198,7 @@ def get_plugin_info(kind: str, name: str) -> PluginInfo:
         names = sorted(found)
         raise UnknownPluginError(
             f"Unknown {kind} '{name}'.{did_you_mean(name, names)} "
-            f"Available: {', '.join(names) if names else 'none installed'}."
+            f"Available: {', '.join(names) if names else 'none installed'}. {REINSTALL_HINT}"
         )
     return _pick(kind, name, found[name])
 
@@ -255,6 +262,10 @@ def _checked(obj: Any, kind: str, name: str, info: PluginInfo) -> type:
                 f"{getattr(obj, 'kind', None)!r}; a data source's kind is one of "
                 f"{', '.join(DATA_SOURCE_KINDS)}."
             )
+    what = f"The {kind} plugin '{name}' from {info.distribution} ({info.target})"
+    message = declaration_message(obj, kind, what)  # arguments that cannot be options
+    if message:
+        raise PluginLoadError(message)
     abstract = getattr(obj, "__abstractmethods__", ())
     if abstract:
         missing = ", ".join(sorted(abstract))
@@ -271,12 +282,7 @@ def _check_interface_version(cls: type, kind: str, name: str, info: PluginInfo) 
 
     declared = str(getattr(cls, "interface_version", INTERFACE_VERSION))
     ours = tuple(int(p) for p in INTERFACE_VERSION.split("."))
-    try:
-        theirs = tuple(int(p) for p in declared.split("."))
-        ok = len(theirs) == 2 and theirs[0] == ours[0] and theirs[1] <= ours[1]
-    except ValueError:
-        ok = False
-    if not ok:
+    if not interface_version_supported(declared):
         raise PluginLoadError(
             f"The {kind} plugin '{name}' from {info.distribution} {info.version} was written for "
             f"wae-toolkit interface {declared}, but this wae-toolkit provides interface "

@@ -16,7 +16,7 @@ from wae_toolkit.errors import UsageError
 from wae_toolkit.plugins.interfaces import INTERFACE_VERSION
 from wae_toolkit.plugins.registry import ALL_KINDS, get_plugin_info, normalize_kind
 
-__all__ = ["new_plugin", "plugin_identifiers"]
+__all__ = ["new_plugin", "plugin_identifiers", "install_command"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 _SUFFIX = {
@@ -236,6 +236,19 @@ _TEST_NEEDS = {"data": ("import numpy as np\n\n", "tmp_path")}
 _RUN = {"data": "wae run --data example.csv    # a file it claims"}
 
 
+def install_command(target: str = ".") -> str:
+    """``pip install -e TARGET "torch==X"``, X the torch installed now: the pin keeps it (a looser
+    one lets pip fetch a multi-gigabyte CUDA build), and it works from any folder, where the
+    toolkit's ``constraints.txt`` is not at hand."""
+    import importlib.metadata as md
+
+    try:
+        pin = f' "torch=={md.version("torch")}"'
+    except md.PackageNotFoundError:
+        pin = ""
+    return f"pip install -e {target}{pin}"
+
+
 def plugin_identifiers(kind: str, name: str) -> dict[str, str]:
     """Distribution, package and class names for plugin ``name`` of ``kind``."""
     stem = name.replace("-", "_")
@@ -284,6 +297,7 @@ def new_plugin(kind: str, name: str, directory: str | Path | None = None) -> lis
         "group": group,
         "iface": INTERFACE_VERSION,
         "toolkit": __version__,
+        "install": install_command("."),
         "check": _CHECK[kind],
         "run": _RUN.get(
             kind, f"wae run --{kind} {name}          # train with it on the built-in digits"
@@ -346,7 +360,7 @@ The {kind} `{name}` for wae-toolkit, written against wae-toolkit's plugin
 interface {iface}.
 
 ```bash
-pip install -e .                 # on a CPU-only machine: pip install -c constraints.txt -e .
+{install}   # the pin keeps the torch you have
 wae plugins list --kind {kind}   # shows '{name}' from {dist} 0.1.0
 wae plugins show {name}          # its documentation and options
 {run}

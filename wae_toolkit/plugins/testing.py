@@ -21,7 +21,7 @@ from torch import Tensor
 
 from wae_toolkit.plugins.data_checks import check_data_source
 from wae_toolkit.plugins.interfaces import Cost, DataSource, LatentPenalty, Network, Prior
-from wae_toolkit.plugins.option_checks import check_options
+from wae_toolkit.plugins.option_checks import check_options, instance_of
 
 __all__ = [
     "check_plugin",
@@ -66,7 +66,8 @@ def _finite(t: Tensor, what: str) -> None:
 
 def check_plugin(obj: Any, device: str | torch.device = "cpu") -> None:
     """Run the checks for ``obj``'s kind (cost, penalty, prior, network, or a data source of
-    kind ``name``) with their defaults."""
+    kind ``name``) with their defaults. ``obj`` is an instance (``check_plugin(MyPenalty())``)."""
+    instance_of(obj, object, "check_plugin")
     if isinstance(obj, DataSource):
         check_data_source(obj)
     elif isinstance(obj, Cost):
@@ -87,7 +88,7 @@ def check_plugin(obj: Any, device: str | torch.device = "cpu") -> None:
 def check_cost(cost: Cost, device: str | torch.device = "cpu") -> None:
     """Check a :class:`~wae_toolkit.plugins.Cost`: shape ``(B,)``, finite, non-negative,
     differentiable in ``x_hat``, dtype and device follow the input, smallest at ``x_hat = x``."""
-    assert isinstance(cost, Cost), f"{_name(cost)} must subclass wae_toolkit.plugins.Cost"
+    instance_of(cost, Cost, "check_cost")
     g = torch.Generator().manual_seed(0)
     for shape in ((5, 2), (4, 1, 8, 8), (3, 3, 6, 5)):
         for dtype in (torch.float32, torch.float64):
@@ -121,7 +122,7 @@ def check_prior(prior: Prior, device: str | torch.device = "cpu", n: int = 20000
     step of standard deviation ``sqrt(variance) / 2``: such points miss a null set almost
     surely. Checks of the support itself belong to the prior's own tests.
     """
-    assert isinstance(prior, Prior), f"{_name(prior)} must subclass wae_toolkit.plugins.Prior"
+    instance_of(prior, Prior, "check_prior")
     prior = prior.to(device)
     d = prior.dim
     z = prior.sample(n, generator=torch.Generator(device=device).manual_seed(0)).detach()
@@ -184,9 +185,7 @@ def check_penalty(
     ``z_p``. An adversarial penalty's ``critic_step`` logs must be finite detached scalars on the
     input's device.
     """
-    assert isinstance(penalty, LatentPenalty), (
-        f"{_name(penalty)} must subclass wae_toolkit.plugins.LatentPenalty"
-    )
+    instance_of(penalty, LatentPenalty, "check_penalty")
     prior = IsotropicGaussian(dim).to(device)
     penalty.bind(prior)
     penalty.to(device)
@@ -296,9 +295,7 @@ def check_network(
     outputs, the decoder restores ``data_shape`` within its output activation's range, and
     gradients flow from the decoder output to the encoder's parameters. Without ``data_shape``:
     the first of :data:`NETWORK_SHAPES` (an image, a signal, a vector) the network takes."""
-    assert isinstance(network, Network), (
-        f"{_name(network)} must subclass wae_toolkit.plugins.Network"
-    )
+    instance_of(network, Network, "check_network")
     name = _name(network)
     if data_shape is None:
         data_shape = next((s for s in NETWORK_SHAPES if _takes(network, s)), NETWORK_SHAPES[0])

@@ -1,5 +1,10 @@
 """``wae report``: one self-contained HTML page about a run, or comparing several runs.
 
+The runs are named by their folders, or by a folder of runs (``runs/``: every run in it); among
+several paths (``runs/*``), one that holds no run (the MLflow store ``runs/mlartifacts``) is left
+out with a :class:`SkippedPathWarning` and a note on the page. Runs that differ only by their
+seed share one column of the comparison, their metrics as mean ± standard deviation.
+
 The page is built from what the run folders hold, read by
 :func:`wae_toolkit.runs.read.read_run` as JSON and PNG only (nothing is unpickled, no model is
 loaded):
@@ -33,6 +38,7 @@ from wae_toolkit.report.page import (
     is_report,
     write_report,
 )
+from wae_toolkit.report.run_paths import SkippedPathWarning
 from wae_toolkit.runs.names import REPORT_FILE
 
 __all__ = [
@@ -43,4 +49,5 @@ __all__ = [
     "default_report_path",
     "is_report",
     "write_report",
+    "SkippedPathWarning",
 ]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from wae_toolkit._version import __version__
-from wae_toolkit.errors import UsageError
+from wae_toolkit.errors import UsageError, setting
 from wae_toolkit.report.comparison import config_diff, metrics_compare, runs_table
 from wae_toolkit.report.curves import curves_section
 from wae_toolkit.report.embed import figures_compare, figures_single
 from wae_toolkit.report.markup import esc
+from wae_toolkit.report.run_paths import SkippedPathWarning, find_runs
 from wae_toolkit.report.sections import (
     config_section,
     epoch_table,
@@ -18,7 +20,7 @@ from wae_toolkit.report.sections import (
     header_facts,
 )
 from wae_toolkit.runs.names import REPORT_FILE
-from wae_toolkit.runs.read import RunFolder, check_run_folder, read_run
+from wae_toolkit.runs.read import RunFolder
 from wae_toolkit.runs.safe_io import write_text
 
 #: The content of the page's ``<meta name="generator">``; a file holding it may be replaced.
@@ -28,47 +30,27 @@ _MARKER = b'<meta name="generator" content="wae-toolkit'
 COMPARISON_FILE = "wae-report.html"
 
 
-def _resolved(path: Path) -> Path:
-    """``path`` with its links resolved, or as an absolute path when they cannot be (a loop)."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # Python < 3.13 raises RuntimeError on a link loop
-        return path.absolute()
-
-
-def _labels(paths: Sequence[Path]) -> list[str]:
-    """Short names of the runs: the folder names, or the paths when names repeat."""
-    names = [_resolved(p).name or str(p) for p in paths]
-    if len(set(names)) == len(names):
-        return names
-    return [str(p) for p in paths]
-
-
 def read_runs(run_dirs: Sequence[str | Path]) -> list[RunFolder]:
-    """The run folders to report on, each checked to hold a run's ``config.json``.
+    """The runs to report on (:func:`~wae_toolkit.report.run_paths.find_runs`): run folders,
+    or folders of runs; a path among several that holds no run is left out with a
+    :class:`~wae_toolkit.report.run_paths.SkippedPathWarning`.
 
     Raises:
-        UsageError: no run, a path given twice, or a path that is not a readable run folder
-            (one sentence).
+        UsageError: no run, a path given twice, a path that does not exist, or a single path
+            that is not a readable run folder (one sentence).
     """
-    from wae_toolkit.engine.checkpoint import latest_checkpoint
+    return _read(run_dirs)[0]
 
-    paths = [Path(p) for p in run_dirs]
-    if not paths:
-        raise UsageError("Give at least one run folder to report on.")
-    seen: dict[Path, Path] = {}
-    for p in paths:
-        key = _resolved(p)
-        if key in seen:
-            raise UsageError(f"The run '{p}' is given twice; name each run folder once.")
-        seen[key] = p
-    runs = []
-    for p, label in zip(paths, _labels(paths), strict=True):
-        check_run_folder(p)
-        run = read_run(p, label, latest_checkpoint=latest_checkpoint)
-        _ = run.record  # a damaged config.json is refused here, with one sentence
-        runs.append(run)
-    return runs
+
+def _read(run_dirs: Sequence[str | Path]) -> tuple[list[RunFolder], list[str]]:
+    runs, skipped = find_runs(run_dirs)
+    if skipped:
+        warnings.warn(_left_out(skipped), SkippedPathWarning, stacklevel=3)
+    return runs, skipped
+
+
+def _left_out(skipped: list[str]) -> str:
+    return f"Left out {len(skipped)} path(s) that hold no run: {', '.join(skipped)}."
 
 
 def _notes(run: RunFolder, prefix: str = "") -> str:
@@ -144,6 +126,8 @@ th.group{background:#fff;color:var(--muted);font-weight:600;font-size:12px;paddi
 .num{text-align:right;white-space:nowrap}
 td.key{white-space:nowrap}td.src,.muted{color:var(--muted)}
 td code{overflow-wrap:anywhere}
+.diff td code{overflow-wrap:normal}.pm{white-space:nowrap}
+.runs-of{font-weight:400;font-size:12px;white-space:normal}
 .opt{color:var(--muted)}
 .best{background:var(--best);font-weight:600}
 code{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,monospace;font-size:12.5px}
@@ -179,17 +163,21 @@ _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
 def build_report(run_dirs: Sequence[str | Path]) -> str:
-    """The HTML page about one run, or comparing several runs, as a string.
+    """The HTML page about one run, or comparing several runs, as a string (see
+    :func:`read_runs` for the paths it takes).
 
     Raises:
-        UsageError: no run, a path given twice, or a path that is not a readable run folder
-            (one sentence).
+        UsageError: no run, a path given twice, a path that does not exist, or a single path
+            that is not a readable run folder (one sentence).
     """
-    return _page(read_runs(run_dirs))
+    return _page(*_read(run_dirs))
 
 
-def _page(runs: list[RunFolder]) -> str:
+def _page(runs: list[RunFolder], skipped: Sequence[str] = ()) -> str:
     body, title = _single_body(runs[0]) if len(runs) == 1 else _compare_body(runs)
+    if skipped:
+        note = f'<p class="note warn">{esc(_left_out(list(skipped)))}</p>'
+        body = body.replace("</header>", f"{note}</header>", 1)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f'<meta name="generator" content="{esc(GENERATOR)}">\n'
@@ -224,8 +212,8 @@ def _check_target(path: Path, overwrite: bool) -> None:
         raise UsageError(f"'{path}' is a folder; give a file name ending in .html for the report.")
     if path.exists() and not overwrite and not is_report(path):
         raise UsageError(
-            f"'{path}' exists and is not a report written by wae report; choose another --out, "
-            "or pass --overwrite to replace it."
+            f"'{path}' exists and is not a report written by wae report; choose another "
+            f"{setting('out')}, or pass {setting('overwrite', True)} to replace it."
         )
     if not path.parent.is_dir():
         raise UsageError(f"Cannot write '{path}': the folder '{path.parent}' does not exist.")
@@ -237,7 +225,8 @@ def write_report(
     """Write the report of ``run_dirs`` (see :func:`build_report`) and return its path.
 
     Args:
-        run_dirs: one run folder, or several to compare.
+        run_dirs: one run folder, several to compare, or folders of runs (``runs/``: each
+            run in it); among several paths, one that holds no run is left out with a note.
         out: the ``.html`` file; by default :func:`default_report_path`.
         overwrite: replace ``out`` even when it is not a report written here. A report written
             here earlier (it carries ``<meta name="generator" content="wae-toolkit ...">``) is
@@ -246,8 +235,8 @@ def write_report(
     Raises:
         UsageError: a bad run folder, or an output path that may not be written (one sentence).
     """
-    runs = read_runs(run_dirs)
+    runs, skipped = _read(run_dirs)
     path = Path(out) if out is not None else default_report_path([r.path for r in runs])
     _check_target(path, overwrite)
-    write_text(path, _page(runs))  # atomic, never through a link; one sentence on failure
+    write_text(path, _page(runs, skipped))  # atomic, never through a link; one sentence on failure
     return path

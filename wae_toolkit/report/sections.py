@@ -51,10 +51,12 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "skip_bad_steps",
     ),
 }
-#: summary.json keys shown as metrics: name -> (label, which way is better, floor key).
+#: summary.json keys shown as metrics: name -> (label, which way is better, floor key). The
+#: MMD^2 is training's own evaluation; ``wae eval``'s, on other draws, is labelled apart
+#: (:data:`wae_toolkit.metrics.record.METRICS`).
 SUMMARY_METRICS: dict[str, tuple[str, str, str | None]] = {
     "test_cost": ("held-out cost", "lower", None),
-    "test_mmd": ("MMD^2(codes, prior)", "lower, down to the floor", "prior_mmd"),
+    "test_mmd": ("MMD^2(codes, prior), training's draws", "lower, down to the floor", "prior_mmd"),
 }
 #: summary.json keys shown in the header, not as metrics.
 _SUMMARY_INFO = (
@@ -172,8 +174,11 @@ def final_section(run: RunFolder) -> str:
         parts.append('<p class="missing">No evaluation to show.</p>')
     parts.append(
         '<p class="note">Held-out cost: mean cost of reconstructing held-out data. MMD^2: '
-        "between the codes of held-out data and prior samples; its floor is the same statistic "
-        "between two prior samples, reached by codes that match the prior.</p>"
+        "between the codes of held-out data and prior samples (IMQ kernel, biased V-statistic, "
+        "on the random draws of training's last evaluation); its floor is the same statistic "
+        "between two prior samples, reached by codes that match the prior. wae eval computes "
+        "the same estimator on draws of its own seed, so its value differs by sampling noise."
+        "</p>"
     )
     parts.append(_eval_block(run))
     return "".join(parts)
@@ -249,7 +254,11 @@ def _epoch_rows(run: RunFolder) -> tuple[list[str], list[dict[str, Any]]]:
     return train_cols, [rows[k] for k in sorted(rows)]
 
 
-_EVAL_LABELS = {"test_cost": "held-out cost", "test_mmd": "MMD^2", "prior_mmd": "MMD^2 floor"}
+_EVAL_LABELS = {
+    "test_cost": "held-out cost",
+    "test_mmd": "held-out MMD^2",
+    "prior_mmd": "MMD^2 floor",
+}
 
 
 def epoch_table(run: RunFolder) -> str:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wae_toolkit.errors import RunExistsError, UsageError
+from wae_toolkit.errors import RunExistsError, UsageError, setting
 from wae_toolkit.runs.names import (
     CHECKPOINT_DIR,
     CONFIG,
@@ -116,7 +116,7 @@ def _name_problem(path: Path) -> str | None:
             shown = part if len(part) <= 40 else part[:37] + "..."
             return (
                 f"The run folder name '{shown}' is {len(part)} characters long; this file system "
-                f"allows at most {limit} per name: choose a shorter --out."
+                f"allows at most {limit} per name: choose a shorter {setting('out')}."
             )
     return None
 
@@ -157,25 +157,28 @@ def check_run_dir(path: Path, overwrite: bool) -> list[str]:
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise RunExistsError(
                 f"The folder '{path}' is not empty and holds no wae run ({shown}); choose a new "
-                "or empty folder for --out."
+                f"or empty folder for {setting('out')}."
             )
         if not overwrite:
             raise RunExistsError(
-                f"The folder '{path}' already holds a run; choose another --out, or pass "
-                "--overwrite to replace that run's files."
+                f"The folder '{path}' already holds a run; choose another {setting('out')}, or "
+                f"pass {setting('overwrite', True)} to replace that run's files."
             )
         old_run = [n for n in entries if n in RUN_FILES or n in RUN_DIRS]
         for name in old_run:
             problem = link_problem(path / name, "folder" if name in RUN_DIRS else "file")
             if problem:
-                raise UsageError(f"--overwrite replaces only what a run wrote: {problem}")
+                raise UsageError(
+                    f"{setting('overwrite', True)} replaces only what a run wrote: {problem}"
+                )
         return old_run
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise UsageError(
-            f"Cannot create the run folder '{path}': '{parent}' is a file; choose another --out."
+            f"Cannot create the run folder '{path}': '{parent}' is a file; choose another "
+            f"{setting('out')}."
         )
     if not os.access(parent, os.W_OK):
         raise UsageError(f"Cannot create the run folder '{path}': '{parent}' is not writable.")

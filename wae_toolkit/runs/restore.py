@@ -10,19 +10,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wae_toolkit.errors import UsageError, short_repr
+from wae_toolkit.errors import PluginVersionWarning, UsageError, setting, setting_name, short_repr
 from wae_toolkit.runs.files import UnreadableFile, check_plain_file
 from wae_toolkit.runs.names import WEIGHT_FILES, WEIGHTS
 from wae_toolkit.runs.read import RunFolder, read_run
 
-__all__ = ["LoadedRun", "load_run"]
+__all__ = ["LoadedRun", "load_run", "PluginMissingWarning", "TRAINING_ONLY"]
 
 
-def _check_plugins(path: Path, recorded: dict[str, Any]) -> None:
-    """Refuse a run whose plugins are not installed; warn when their provider changed."""
+class PluginMissingWarning(PluginVersionWarning):
+    """A saved run is loaded without its cost or penalty, which are not installed: its model
+    serves for sampling, encoding and export, not for evaluation or training."""
+
+
+#: The plugins only training and evaluation use: a run whose cost or penalty is not installed
+#: still loads, for sampling, encoding and export (:func:`load_run` says so in a warning).
+TRAINING_ONLY = ("cost", "penalty")
+
+
+def _check_plugins(path: Path, recorded: dict[str, Any]) -> list[str]:
+    """Refuse a run whose prior or network is not installed, and return the kinds among
+    :data:`TRAINING_ONLY` that are not (saying so in a warning); warn when a plugin's provider
+    changed."""
     import warnings
 
-    from wae_toolkit.errors import PluginVersionWarning, UnknownPluginError
+    from wae_toolkit.errors import UnknownPluginError
     from wae_toolkit.plugins.registry import IN_PROCESS, get_plugin_info
 
     found: dict[str, Any] = {}  # kind -> the plugin's metadata now, or None when not installed
@@ -40,9 +52,22 @@ def _check_plugins(path: Path, recorded: dict[str, Any]) -> None:
             f"load it from Python, giving them again: wae_toolkit.load(run, "
             f"{', '.join(f'{k}=...' for k in missing)})."
         )
+    absent: list[str] = []
     for kind, rec in recorded.items():
         name, dist, version = rec.get("name"), rec.get("distribution"), rec.get("version")
         now = found[kind]
+        if now is None and kind in TRAINING_ONLY:
+            uses = "evaluating it (wae eval) and resuming" if kind == "cost" else "resuming"
+            warnings.warn(
+                f"The run '{path}' was trained with the {kind} '{name}' from {dist} {version}, "
+                f"which is not installed: its model is loaded for sampling, encoding and "
+                f"export, but {uses} its training need{'' if kind == 'cost' else 's'} the "
+                f"{kind} (pip install {dist}=={version}).",
+                PluginMissingWarning,
+                stacklevel=3,
+            )
+            absent.append(kind)
+            continue
         if now is None:
             raise UsageError(
                 f"The run '{path}' uses the {kind} '{name}' from {dist} {version}, which is not "
@@ -55,6 +80,7 @@ def _check_plugins(path: Path, recorded: dict[str, Any]) -> None:
                 PluginVersionWarning,
                 stacklevel=3,
             )
+    return absent
 
 
 @dataclass
@@ -80,8 +106,8 @@ def _check_finite(weights_path: Path, tensors: dict[str, Any]) -> None:
         raise UsageError(
             f"The weights in '{weights_path}' hold NaN or infinite values ({len(bad)} of "
             f"{len(tensors)} tensors, the first '{bad[0][:80]}'): the run diverged or the file was "
-            "damaged, so its model cannot be used; train it again (a lower --lr or --lambda "
-            "usually helps) or use an earlier checkpoint of it."
+            f"damaged, so its model cannot be used; train it again (a lower {setting('lr')} or "
+            f"{setting('lam')} usually helps) or use an earlier checkpoint of it."
         )
 
 
@@ -91,12 +117,38 @@ def _no_weights(path: Path, which: str) -> str:
     if which == "raw":
         return (
             f"The run folder '{path}' has no {WEIGHT_FILES['raw']}: it was trained without "
-            f"--ema, so its {WEIGHTS} holds the raw weights; load it with which='last'."
+            f"{setting_name('ema')}, so its {WEIGHTS} holds the raw weights; load it with "
+            "which='last'."
         )
     return (
         f"The run folder '{path}' has no {WEIGHT_FILES['best']}: it was written by a version "
         "without best weights, or it stopped before its first held-out evaluation."
     )
+
+
+def _build(
+    config: Any,
+    shape: tuple[int, ...],
+    value_range: tuple[float, float] | None,
+    absent: list[str],
+    path: Path,
+    recorded: dict[str, Any],
+) -> Any:
+    """The run's components; the ``absent`` cost or penalty (not installed) replaced by a
+    stand-in that says what to install when it is called."""
+    import dataclasses
+
+    from wae_toolkit.assembly.components import build_components
+    from wae_toolkit.plugins.registry import in_process_plugins
+    from wae_toolkit.runs.absent import STAND_INS, unavailable
+
+    with in_process_plugins({k: STAND_INS[k] for k in absent}) as names:
+        swap: dict[str, Any] = {k: names[k] for k in absent}
+        swap |= {f"{k}_opts": {} for k in absent}
+        comps = build_components(dataclasses.replace(config, **swap), shape, value_range)
+    for kind in absent:
+        getattr(comps, kind).reason = unavailable(path, kind, recorded.get(kind, {}))
+    return comps
 
 
 def load_run(
@@ -105,7 +157,10 @@ def load_run(
     """Load a run folder written by :func:`wae_toolkit.train`.
 
     Plugins are resolved by name through the registry (so they must be installed); weights are
-    read from safetensors; nothing is unpickled.
+    read from safetensors; nothing is unpickled. A run whose cost or penalty is not installed
+    loads all the same, for sampling, encoding and export: a :class:`PluginMissingWarning` says
+    so, and calling the missing plugin (``cost``, ``penalty``) raises a ``UsageError`` saying
+    what to install.
 
     Args:
         run_dir: the run folder (or the :class:`~wae_toolkit.runs.read.RunFolder` reading it).
@@ -117,11 +172,10 @@ def load_run(
     Raises:
         UsageError: one sentence: a device that is not available, not a run folder, a damaged
             ``config.json`` or ``model.safetensors``, weights holding NaN or infinite values (a
-            run that diverged), plugins that are not installed.
+            run that diverged), a prior or network that is not installed.
     """
     from safetensors.torch import load_file
 
-    from wae_toolkit.assembly.components import build_components
     from wae_toolkit.config.settings import RunConfig
     from wae_toolkit.devices import resolve_device
 
@@ -140,8 +194,8 @@ def load_run(
     shape = tuple(record["data"]["sample_shape"])
     vr = record["data"].get("value_range")
     value_range = None if vr is None else (float(vr[0]), float(vr[1]))
-    _check_plugins(path, record.get("plugins", {}))
-    comps = build_components(config, shape, value_range)
+    absent = _check_plugins(path, record.get("plugins", {}))
+    comps = _build(config, shape, value_range, absent, path, record.get("plugins", {}))
     weights_path = path / WEIGHT_FILES[which]
     try:
         check_plain_file(weights_path, limit=None)
@@ -161,7 +215,8 @@ def load_run(
     pen_sd = {k[8:]: v for k, v in tensors.items() if k.startswith("penalty.")}
     try:
         comps.model.load_state_dict(model_sd)
-        comps.penalty.load_state_dict(pen_sd)
+        if "penalty" not in absent:  # a stand-in has none of the penalty's weights (a critic's)
+            comps.penalty.load_state_dict(pen_sd)
     except RuntimeError as exc:  # "Error(s) in loading state_dict for WAE:", then the problems
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or ["?"]
         detail = lines[min(1, len(lines) - 1)][:200].rstrip(".:, ")

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from wae_toolkit.errors import UsageError, WaeError
+from wae_toolkit.errors import UsageError, WaeError, setting
 from wae_toolkit.memory import format_bytes
 
 __all__ = [
@@ -72,9 +72,12 @@ def write_error(
     needed; ``after``: a sentence to append, e.g. what was kept)."""
     need = f" (it needs about {format_bytes(size)})" if size is not None else ""
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-        why = f"the disk holding '{folder}' is full{need}; free some space or choose another --out"
+        why = (
+            f"the disk holding '{folder}' is full{need}; free some space or choose another "
+            f"{setting('out')}"
+        )
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        why = f"'{folder}' is not writable ({exc.strerror}); choose a writable --out"
+        why = f"'{folder}' is not writable ({exc.strerror}); choose a writable {setting('out')}"
     elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
         why = f"'{folder}' cannot be a folder, as part of its path is a file"
     elif exc.errno == errno.ELOOP:

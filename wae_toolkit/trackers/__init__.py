@@ -49,11 +49,11 @@ def tracker_class(name: str) -> type[Callback]:
     try:
         found = getattr(importlib.import_module(module), attr)
     except ImportError as exc:
-        from wae_toolkit.errors import UsageError
+        from wae_toolkit.errors import UsageError, setting
 
         text = str(exc).strip().splitlines()
         raise UsageError(
-            f"--track {name} needs {spec.label}, which cannot be imported "
+            f"{setting('track', name)} needs {spec.label}, which cannot be imported "
             f"({text[0] if text else type(exc).__name__}): "
             f"pip install 'wae-toolkit[{spec.extra}]'."
         ) from exc

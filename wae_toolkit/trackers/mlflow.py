@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 from wae_toolkit._version import __version__
 from wae_toolkit.engine.callbacks import RunResult
 from wae_toolkit.engine.faults import TrainingInterrupted
-from wae_toolkit.errors import UsageError, WaeError
+from wae_toolkit.errors import UsageError, WaeError, setting
 from wae_toolkit.runs.folder import CONFIG, METRICS, SUMMARY, TRACKING_FILE, WEIGHTS
 from wae_toolkit.trackers.base import (
     _NOT_PARAMS,
@@ -92,7 +92,7 @@ class MLflowTracker(_Tracker):
             from mlflow.tracking import MlflowClient
         except ImportError as exc:
             raise UsageError(
-                "--track mlflow needs MLflow, which cannot be imported "
+                f"{setting('track', 'mlflow')} needs MLflow, which cannot be imported "
                 f"({first_line(exc)}): pip install 'wae-toolkit[mlflow]'."
             ) from exc
         self.uri, artifacts = mlflow_store(self.tracking_uri, run_dir)
@@ -159,7 +159,7 @@ class MLflowTracker(_Tracker):
         elif exp.lifecycle_stage == "deleted":
             raise UsageError(
                 f"The MLflow experiment '{self.experiment}' in '{self.uri}' is deleted; restore "
-                "it (mlflow experiments restore) or choose another --experiment."
+                f"it (mlflow experiments restore) or choose another {setting('experiment')}."
             )
         else:
             exp_id = exp.experiment_id
@@ -185,8 +185,8 @@ class MLflowTracker(_Tracker):
         except MlflowException:
             raise UsageError(
                 f"The MLflow run {run_id} named in '{run_dir / TRACKING_FILE}' is not in "
-                f"'{self.uri}'; give its --tracking-uri, or delete that file to log the rest of "
-                "the run to a new MLflow run."
+                f"'{self.uri}'; give its {setting('tracking_uri')}, or delete that file to log "
+                "the rest of the run to a new MLflow run."
             ) from None
         self.run_id = run_id
         client.update_run(run_id, status="RUNNING")

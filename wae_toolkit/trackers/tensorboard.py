@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from wae_toolkit.engine.callbacks import RunResult
-from wae_toolkit.errors import UsageError
+from wae_toolkit.errors import UsageError, setting
 from wae_toolkit.runs.folder import TENSORBOARD_DIR
 from wae_toolkit.trackers.base import _Tracker, as_text, final_metrics, first_line, run_parameters
 
@@ -50,7 +50,7 @@ class TensorBoardTracker(_Tracker):
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
             raise UsageError(
-                "--track tensorboard needs TensorBoard, which cannot be imported "
+                f"{setting('track', 'tensorboard')} needs TensorBoard, which cannot be imported "
                 f"({first_line(exc)}): pip install 'wae-toolkit[tensorboard]'."
             ) from exc
         logdir = run_dir / TENSORBOARD_DIR

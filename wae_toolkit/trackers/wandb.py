@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wae_toolkit.engine.callbacks import RunResult
-from wae_toolkit.errors import UsageError, WaeError
+from wae_toolkit.errors import UsageError, WaeError, setting
 from wae_toolkit.trackers.base import (
     _Tracker,
     final_metrics,
@@ -50,7 +50,7 @@ def _import_wandb() -> Any:
         import wandb
     except ImportError as exc:
         raise UsageError(
-            "--track wandb needs W&B, which cannot be imported "
+            f"{setting('track', 'wandb')} needs W&B, which cannot be imported "
             f"({first_line(exc)}): pip install 'wae-toolkit[wandb]'."
         ) from exc
     # Quiet: W&B's messages go to its own logs, and it never prompts for a login.

@@ -31,12 +31,13 @@ from wae_toolkit.config.configfile.yaml_reader import (
     _parse_yaml,
 )
 from wae_toolkit.config.settings import RunConfig
-from wae_toolkit.errors import UsageError, did_you_mean
+from wae_toolkit.errors import UsageError, did_you_mean, on_cli
 from wae_toolkit.errors import short_repr as _show
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The settings in ``path``, keyed like :class:`RunConfig` (plus ``preset``).
+def read_config_file(path: str | Path, *, sweep: bool = False) -> dict[str, Any]:
+    """The settings in ``path``, keyed like :class:`RunConfig` (plus ``preset``; with ``sweep``,
+    also the ``[sweep]`` table that ``wae sweep`` reads, which a single run refuses).
 
     Raises:
         UsageError: a missing, unreadable, too large or not regular file, a syntax error (with
@@ -48,7 +49,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     name = quoted_path(p)
     if p.suffix.lower() not in SUFFIXES:
         suffix = _show(p.suffix) if p.suffix else "no suffix"
-        raise UsageError(f"--config expects a .toml, .json or .yaml file; got {name} ({suffix}).")
+        what = "--config expects" if on_cli() else "A configuration file must be"
+        raise UsageError(f"{what} a .toml, .json or .yaml file; got {name} ({suffix}).")
     data = _parse(p, name, _read_text(p, name))
     if not isinstance(data, dict):
         got = "nothing" if data is None else _a(_kind(data))
@@ -60,7 +62,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         if "lam" in data:
             raise UsageError(f"{name} sets both lambda and lam; keep one.")
         data["lam"] = data.pop("lambda")
-    allowed = [f.name for f in dataclasses.fields(RunConfig)] + ["preset"]
+    if "sweep" in data and not sweep:
+        raise UsageError(
+            f"{name} holds a [sweep] table, which describes a hyper-parameter search: run it "
+            f"with 'wae sweep run {_clip(str(p), 200)}', or remove the table to train one run."
+        )
+    allowed = [f.name for f in dataclasses.fields(RunConfig)] + ["preset"] + ["sweep"] * sweep
     for key in data:
         if key not in allowed:
             raise UsageError(

@@ -17,6 +17,7 @@ from wae_toolkit.engine.checkpoint.format import (
     InvalidCheckpointError,
     _read_document,
 )
+from wae_toolkit.errors import setting
 from wae_toolkit.memory import format_bytes
 from wae_toolkit.runs.names import CHECKPOINT_DIR, step_of
 from wae_toolkit.runs.safe_io import (
@@ -129,7 +130,7 @@ def check_writable(run_dir: str | Path, needed_bytes: int) -> None:
     if not probe.is_dir():
         raise CheckpointError(
             f"Cannot write {what}: '{probe}' is a file, so the folder cannot be created; choose "
-            "another --out."
+            f"another {setting('out')}."
         )
     test = probe / f".wae-write-test.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
@@ -150,5 +151,5 @@ def check_writable(run_dir: str | Path, needed_bytes: int) -> None:
         raise CheckpointError(
             f"Cannot write {what}: the disk holding '{probe}' has {format_bytes(free)} free and "
             f"the checkpoints need about {format_bytes(needed_bytes)}; free some space, keep fewer "
-            "checkpoints, or choose another --out."
+            f"checkpoints, or choose another {setting('out')}."
         )

@@ -8,9 +8,11 @@ from wae_toolkit.config.settings import RunConfig, parse_schedule
 from wae_toolkit.errors import UsageError
 
 
-def test_default_schedule_is_the_papers_in_proportion():
-    assert RunConfig(epochs=100).resolved_schedule() == [(30, 0.5), (50, 0.1)]
-    cfg = RunConfig(epochs=300)
+def test_the_papers_schedule_is_in_proportion_and_the_default_is_constant():
+    assert RunConfig().resolved_schedule() == []  # the default: a constant learning rate
+    assert [RunConfig().lr_factor(e) for e in (0, 150, 299)] == [1.0, 1.0, 1.0]
+    assert RunConfig(epochs=100, lr_schedule=None).resolved_schedule() == [(30, 0.5), (50, 0.1)]
+    cfg = RunConfig(epochs=300, lr_schedule=parse_schedule("paper"))
     assert [cfg.lr_factor(e) for e in (0, 89, 90, 149, 150, 299)] == [1, 1, 0.5, 0.5, 0.1, 0.1]
     assert RunConfig(lr_schedule=[]).lr_factor(299) == 1.0
 

@@ -224,6 +224,6 @@ def test_a_setting_newer_than_a_checkpoint_counts_as_its_default_on_resume(tmp_p
     changed = settings_record({"run": RunConfig(epochs=3, input_noise=0.5).to_dict()})
     with pytest.raises(UsageError, match=r"input_noise: 0.0 in the checkpoint, 0.5 now"):
         check_resume_fits(tmp_path / "c", {"extra": {"settings": older}}, changed, {})
-    with pytest.raises(UsageError, match=r"lr: 0.001 in the checkpoint, 0.002 now"):
+    with pytest.raises(UsageError, match=r"lr: 0.0035 in the checkpoint, 0.002 now"):
         later = settings_record({"run": RunConfig(epochs=3, lr=0.002).to_dict()})
         check_resume_fits(tmp_path / "c", {"extra": {"settings": now}}, later, {})

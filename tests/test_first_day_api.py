@@ -149,7 +149,7 @@ def test_a_resume_with_changed_settings_names_what_may_change(finished, capsys):
     with pytest.raises(UsageError) as info:
         train(RunConfig(out=str(finished), lam=2.0, **TINY), resume=True)
     message = str(info.value)
-    assert "lam: 10.0 in the checkpoint, 2.0 now" in message
+    assert "lam: 5.0 in the checkpoint, 2.0 now" in message
     assert message.endswith(
         "Training settings cannot change on resume (only threads=, device= and a larger epochs= "
         "may): restore config.json, or start a new run in another out=."
@@ -159,7 +159,7 @@ def test_a_resume_with_changed_settings_names_what_may_change(finished, capsys):
     (finished / "config.json").write_text(json.dumps(record))
     code, _, err = wae(capsys, "run", "--resume", str(finished))
     line = " ".join(error_line(err).split())
-    assert code == 2 and "lam: 10.0 in the checkpoint, 2.0 now" in line
+    assert code == 2 and "lam: 5.0 in the checkpoint, 2.0 now" in line
     assert line.endswith(
         "(only --threads, --device, --nproc and a larger --epochs may): restore config.json, "
         "or start a new run with --config."

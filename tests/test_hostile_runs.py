@@ -398,7 +398,8 @@ def test_a_full_disk_after_the_last_checkpoint_keeps_it_and_says_how_much_is_nee
     out = tmp_path / "r"
     code, output = wae("run", "--out", str(out), *_flags(_cfg(out)))
     line = assert_clean(code, output, (1,))[0]
-    assert "model.safetensors" in line and "is full" in line and "MB" in line
+    # the first weights written after training: the raw ones, then their moving average
+    assert "raw.safetensors" in line and "is full" in line and "MB" in line
     assert "step-00000006" in line and "wae run --resume" in line
     assert latest_checkpoint(out).name == "step-00000006.safetensors"
     assert not (out / "model.safetensors").exists()

@@ -34,7 +34,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     common = {"data_opts": {"limit": 300}, "device": "cpu", "epochs": 2}
     wt.fit(out=str(root / "a"), seed=1, **common)
-    wt.fit(out=str(root / "b"), seed=2, lam=5.0, latent_dim=4, **common)
+    wt.fit(out=str(root / "b"), seed=2, lam=2.0, latent_dim=4, **common)
     wt.fit(data="ring", data_opts={"n": 200}, epochs=2, out=str(root / "ring"), device="cpu")
     config = RunConfig(
         data="digits",
@@ -165,7 +165,7 @@ def test_comparison_shows_differences_metrics_curves_and_figures(runs, tmp_path,
         assert f'<td class="key">{key}</td>' in changed, key
     for key in ("batch_size", "epochs", "lr", "penalty"):
         assert f'<td class="key">{key}</td>' not in changed and f">{key}</td>" in same, key
-    assert "<code>5.0</code>" in changed and "<code>10.0</code>" in changed  # lam
+    assert "<code>2.0</code>" in changed and "<code>5.0</code>" in changed  # lam
 
     metrics = _section(page, "metrics")
     summaries = [json.loads((r / "summary.json").read_text()) for r in order]

@@ -43,7 +43,7 @@ def runs(tmp_path_factory):
     wt.fit(
         out=str(root / "other"),
         penalty="swd",
-        lam=5.0,
+        lam=2.0,
         data_opts={"limit": 200, "test_fraction": 0.25},
         epochs=1,
         device="cpu",

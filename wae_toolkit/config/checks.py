@@ -277,14 +277,14 @@ def loop_feature_problems(c: Any) -> list[str]:
         )
     if c.workers is not None and (not _is_int(c.workers) or not 0 <= c.workers <= 256):
         p.append(f"workers must be an integer from 0 to 256, or null; got {_show(c.workers)}.")
-    if c.lr_schedule is not None and c.schedule != "steps":
+    if c.lr_schedule and c.schedule != "steps":  # factors given ([] and None name none)
         p.append(
             f"lr_schedule{_flag('lr_schedule')} sets the factors of the steps schedule; drop "
             f"it, or use {setting('schedule', 'steps')}."
         )
-    if c.ema is not None and (not is_finite_number(c.ema) or not 0 < c.ema < 1):
+    if c.ema is not None and (not is_finite_number(c.ema) or not 0 <= c.ema < 1):
         p.append(
-            f"ema must be a decay between 0 and 1 (such as 0.999), or null for none; "
+            f"ema must be a decay between 0 and 1 (such as 0.999), or 0 for none; "
             f"got {_show(c.ema)}."
         )
     if not _is_one_of(c.monitor, MONITORS):

@@ -56,14 +56,15 @@ class RunConfig:
         latent_dim: dimension D of the latent space (the prior's ``dim``); ``None``:
             ``min(8, values per sample)``, 8 as in the paper, 2 for the 2-D toy sets.
         encoder: ``deterministic`` (z = E(x)) or ``gaussian`` (z ~ N(mu(x), diag sigma^2(x))).
-        lam: lambda, the weight of the latent penalty.
+        lam: lambda, the penalty's weight (the paper: 10; the default 5, like ``lr`` and ``ema``,
+            comes from a search at the peers' budget: docs/results.md).
         epochs: length of training, in passes over the training split.
         batch_size: batch size B (the global batch under several processes).
         lr, beta1, beta2: the optimizer's learning rate and betas (the paper: 1e-3, 0.5, 0.999).
         optimizer, optimizer_opts: an optimizer of ``torch.optim`` by name (``adam``, the
             default, ``adamw``, ``sgd``...; docs/training.md) and its other arguments.
-        lr_schedule: ``[(epoch, factor), ...]``: ``lr * factor`` from that epoch on; ``[]`` keeps
-            it constant; ``None`` (the default): the paper's MNIST schedule in proportion to
+        lr_schedule: ``[(epoch, factor), ...]``: ``lr * factor`` from that epoch on; ``[]`` (the
+            default) keeps it constant; ``None``: the paper's MNIST schedule in proportion to
             ``epochs`` (:func:`~wae_toolkit.config.schedules.paper_factors`).
         schedule, warmup_steps: ``steps`` (the factors of ``lr_schedule``), or per step
             ``cosine`` or ``onecycle`` with ``warmup_steps`` (``None``: 5%, 30% of the steps).
@@ -88,8 +89,8 @@ class RunConfig:
             (their update dropped) before training stops.
         clip_grad: clip the gradients' global norm to this value before each step (``None``:
             no clipping); the logs then hold ``grad_norm`` and ``clipped``.
-        ema: decay of a moving average of the weights, updated after every step; when set, the
-            average is evaluated, drawn and saved as ``model.safetensors`` (raw weights beside).
+        ema: decay of a moving average of the weights, updated after every step (0: none); it is
+            evaluated, drawn and saved as ``model.safetensors`` (raw weights beside).
         monitor, patience: the held-out metric (lower is better; ``test_objective`` is
             ``test_cost + lam * test_penalty``) that picks ``best.safetensors``, and stopping
             after ``patience`` evaluations without a new best.
@@ -162,10 +163,10 @@ class RunConfig:
     encoder: str = field(
         default="deterministic", metadata=cli("Encoder kind: deterministic or gaussian.")
     )
-    lam: float = field(default=10.0, metadata=cli("Weight of the latent penalty.", "--lambda"))
+    lam: float = field(default=5.0, metadata=cli("Weight of the latent penalty.", "--lambda"))
     epochs: int = field(default=300, metadata=cli("Training epochs.", "--epochs", "-e"))
     batch_size: int = field(default=100, metadata=cli("Batch size.", "--batch-size", "-b"))
-    lr: float = field(default=1e-3, metadata=cli("Learning rate."))
+    lr: float = field(default=3.5e-3, metadata=cli("Learning rate."))
     beta1: float = field(
         default=PAPER_BETAS[0], metadata=cli("Adam beta1.", default_help="0.5, the paper's")
     )
@@ -183,11 +184,11 @@ class RunConfig:
         ),
     )
     lr_schedule: list[tuple[int, float]] | None = field(
-        default=None,
+        default_factory=list,
         metadata=cli(
-            "EPOCH:FACTOR,... learning-rate factors from given epochs (e.g. 30:0.5,50:0.1), or "
-            "'none' for a constant rate.",
-            default_help="the paper's proportions, lr/2 from 30% of the epochs and lr/10 from 50%",
+            "EPOCH:FACTOR,... learning-rate factors from given epochs (e.g. 30:0.5,50:0.1), "
+            "'paper' (lr/2 from 30% of the epochs, lr/10 from 50%) or 'none'.",
+            default_help="none, a constant rate",
             parse="schedule",
         ),
     )
@@ -250,11 +251,10 @@ class RunConfig:
         ),
     )
     ema: float | None = field(
-        default=None,
+        default=0.995,
         metadata=cli(
-            "Keep a moving average of the weights with this decay (e.g. 0.999); it is what is "
-            "evaluated, drawn and exported.",
-            default_help="none",
+            "Decay of the moving average of the weights that is evaluated, drawn and exported; "
+            "0 turns it off.",
         ),
     )
     monitor: str = field(

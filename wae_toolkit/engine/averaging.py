@@ -1,21 +1,33 @@
 """An exponential moving average of the weights (``ema``), kept by a callback.
 
-After every optimisation step ``ema <- decay * ema + (1 - decay) * w`` for every parameter and
-buffer (:class:`torch.optim.swa_utils.AveragedModel` with ``get_ema_multi_avg_fn``; the first
-update copies the weights). The average is what the run evaluates, draws and exports: the loop
-evaluates it, and when the run ends it becomes the run's ``model.safetensors``, the raw weights
-being kept beside it in ``raw.safetensors``. It is saved in every checkpoint (module ``ema``).
+After the ``n``-th optimisation step (``n = 1, 2, ...``) every parameter and buffer is updated as
+``ema <- d_n * ema + (1 - d_n) * w`` with ``d_n = min(decay, 1 - 1 / n)``: until
+``n = 1 / (1 - decay)`` (200 steps for 0.995) the average is the plain mean of every step's
+weights so far (the first update copies them), then an exponential moving average with
+``decay``. Without that start, the average of a short run would still be mostly its first
+steps' weights (``decay ** n`` of them). The decay is worked out on the host from a step count
+the callback keeps, so updating costs no synchronisation with the device.
+
+The average is what the run evaluates, draws and exports: the loop evaluates it, and when the
+run ends it becomes the run's ``model.safetensors``, the raw weights being kept beside it in
+``raw.safetensors``. It is saved in every checkpoint (module ``ema``, an
+:class:`torch.optim.swa_utils.AveragedModel` whose ``n_averaged`` counts the updates).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from wae_toolkit.engine.callbacks import Callback
 
-__all__ = ["WeightAverage"]
+__all__ = ["WeightAverage", "ema_decay"]
+
+
+def ema_decay(decay: float, n: int) -> float:
+    """The decay of the ``n``-th update (``n >= 1``): ``min(decay, 1 - 1 / n)``."""
+    return min(decay, 1.0 - 1.0 / n)
 
 
 class WeightAverage(Callback):
@@ -24,10 +36,9 @@ class WeightAverage(Callback):
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.model, self.decay = model, float(decay)
-        self.averaged = AveragedModel(
-            model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True
-        )
+        self.averaged = AveragedModel(model, use_buffers=True)
         self.averaged.requires_grad_(False)
+        self._updates: int | None = None  # read from n_averaged at the first update (resume)
 
     @property
     def module(self) -> nn.Module:
@@ -36,5 +47,27 @@ class WeightAverage(Callback):
         return module
 
     def on_step_end(self, step: int, epoch: int) -> None:
+        if self._updates is None:  # once per run: a restored checkpoint sets n_averaged
+            self._updates = int(self.averaged.n_averaged)
+        n = self._updates + 1
         with torch.no_grad():
-            self.averaged.update_parameters(self.model)
+            pairs = [
+                (a.detach(), w.detach())
+                for a, w in zip(
+                    (*self.module.parameters(), *self.module.buffers()),
+                    (*self.model.parameters(), *self.model.buffers()),
+                    strict=True,
+                )
+            ]
+            floats = [(a, w) for a, w in pairs if a.is_floating_point()]
+            if n == 1:
+                torch._foreach_copy_([a for a, _ in pairs], [w for _, w in pairs])
+            else:
+                if floats:
+                    weight = 1.0 - ema_decay(self.decay, n)
+                    torch._foreach_lerp_([a for a, _ in floats], [w for _, w in floats], weight)
+                for a, w in pairs:  # counters (BatchNorm's num_batches_tracked): the model's
+                    if not a.is_floating_point():
+                        a.copy_(w)
+            self.averaged.n_averaged.add_(1)
+        self._updates = n

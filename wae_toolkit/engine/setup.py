@@ -265,7 +265,7 @@ def prepare(
         stateful["grad_scaler"] = step.scaler
     if stateful:  # absent otherwise: checkpoints of default runs stay as they were
         objects["schedulers"] = stateful
-    average = None if config.ema is None else WeightAverage(comps.model, config.ema)
+    average = WeightAverage(comps.model, config.ema) if config.ema else None  # 0/None: off
     if average is not None:
         objects["modules"]["ema"] = average.averaged
     session = Session(

@@ -30,13 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vs_pythae_quality as quality  # noqa: E402
-
-from wae_toolkit.api import train  # noqa: E402
-from wae_toolkit.config.settings import RunConfig  # noqa: E402
 
 #: Reconstruction errors above this cost the objective (pythae-paper's mean is 1.01).
 RECON_LIMIT = 0.95
@@ -47,16 +42,7 @@ def score(settings: dict[str, Any], seeds: tuple[int, ...] = (0, 1)) -> tuple[fl
     rows = []
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
-            base = {"epochs": quality.EPOCHS, "batch_size": quality.BATCH, "seed": seed}
-            base |= {"out": f"{tmp}/run", "overwrite": True, "threads": 1}
-            result = train(RunConfig(**(base | settings)))
-            model = result.model.eval()
-            gen = torch.Generator().manual_seed(1000 + seed)
-
-            def decode(z: torch.Tensor, model: Any = model, gen: Any = gen) -> torch.Tensor:
-                return model.decode(model.prior.sample(len(z), generator=gen))
-
-            rows.append(quality._scores(decode, model.reconstruct, result.dataset, seed))
+            rows.append(quality.run_wae(seed, Path(tmp) / "run", **settings))
     return (
         statistics.fmean(r["excess"] for r in rows),
         statistics.fmean(r["recon"] for r in rows),

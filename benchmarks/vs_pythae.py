@@ -252,13 +252,12 @@ def _threads_used(config: RunConfig, result: Any) -> int:
     return _threads_for(config, torch.device(config.device), n_params)
 
 
-def run_pythae(case: Case, tmp: Path, threads: int) -> dict[str, float]:
-    """One pythae run with the same networks, objective, data, batch, optimizer and steps."""
-    from pythae.models import WAE_MMD, WAE_MMD_Config
+def pythae_wae_mmd(model_config: Any, encoder: nn.Module, decoder: nn.Module) -> Any:
+    """pythae's ``WAE_MMD`` around the very modules wae-toolkit built, through thin wrappers
+    that only rename their outputs (``embedding``, ``reconstruction``)."""
+    from pythae.models import WAE_MMD
     from pythae.models.base.base_utils import ModelOutput
     from pythae.models.nn import BaseDecoder, BaseEncoder
-    from pythae.trainers import BaseTrainer, BaseTrainerConfig
-    from pythae.trainers.training_callbacks import TrainingCallback
 
     class Encoder(BaseEncoder):
         def __init__(self, net: nn.Module) -> None:
@@ -275,6 +274,15 @@ def run_pythae(case: Case, tmp: Path, threads: int) -> dict[str, float]:
 
         def forward(self, z: torch.Tensor) -> ModelOutput:
             return ModelOutput(reconstruction=self.net(z))
+
+    return WAE_MMD(model_config, encoder=Encoder(encoder), decoder=Decoder(decoder))
+
+
+def run_pythae(case: Case, tmp: Path, threads: int) -> dict[str, float]:
+    """One pythae run with the same networks, objective, data, batch, optimizer and steps."""
+    from pythae.models import WAE_MMD_Config
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+    from pythae.trainers.training_callbacks import TrainingCallback
 
     class Clock(TrainingCallback):
         def __init__(self) -> None:
@@ -304,9 +312,7 @@ def run_pythae(case: Case, tmp: Path, threads: int) -> dict[str, float]:
         scales=[0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0],
         reconstruction_loss_scale=case.cost_scale,
     )
-    model = WAE_MMD(
-        model_config, encoder=Encoder(comps.model.encoder), decoder=Decoder(comps.model.decoder)
-    )
+    model = pythae_wae_mmd(model_config, comps.model.encoder, comps.model.decoder)
     from pythae.data.datasets import BaseDataset
 
     train_set = BaseDataset(x, torch.zeros(n))
@@ -339,7 +345,10 @@ def run_pythae(case: Case, tmp: Path, threads: int) -> dict[str, float]:
     }
 
 
-def _quiet_pythae() -> None:
+def quiet_pythae() -> None:
+    """pythae's loggers at WARNING (its trainer logs every epoch to stdout)."""
+    import pythae.trainers.base_trainer.base_trainer  # noqa: F401  (its logger, to silence)
+
     for name in (
         "pythae",
         "pythae.trainers.base_trainer.base_trainer",
@@ -397,9 +406,8 @@ def main() -> None:
         import pythae
     except ImportError:
         sys.exit("pythae is not installed: pip install 'wae-toolkit[bench]' (pythae==0.1.2)")
-    import pythae.trainers.base_trainer.base_trainer  # noqa: F401  (its logger, to silence)
 
-    _quiet_pythae()
+    quiet_pythae()
     default_threads = torch.get_num_threads()
     threads = args.threads or default_threads
     all_cases = _cases(args.width, args.cpu_conv_steps)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import statistics
 import sys
@@ -40,7 +39,7 @@ from typing import Any
 os.environ.setdefault("TQDM_DISABLE", "1")  # pythae forces a tqdm bar; silence it before import
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
+from vs_pythae import pythae_wae_mmd, quiet_pythae  # noqa: E402  (benchmarks/ is on the path)
 
 from wae_toolkit.api import train  # noqa: E402
 from wae_toolkit.assembly.components import build_components  # noqa: E402
@@ -62,12 +61,13 @@ def _recon_error(reconstruct: Any, x: torch.Tensor) -> float:
         return float((reconstruct(x) - x).flatten(1).square().sum(1).mean())
 
 
-def _scores(decode: Any, reconstruct: Any, data: Any, seed: int) -> dict[str, float]:
+def _scores(sample: Any, reconstruct: Any, data: Any, seed: int) -> dict[str, float]:
+    """W2 of ``sample(n, generator)`` (decoded prior samples) to the held-out data, its floor and
+    the held-out reconstruction error."""
     test = data.test
     gen = torch.Generator().manual_seed(1000 + seed)
-    z = torch.randn(len(test), 8, generator=gen)
     with torch.no_grad():
-        samples = decode(z)
+        samples = sample(len(test), gen)
     pick = torch.randperm(len(data.train), generator=gen)[: len(test)]
     floor = _w2(data.train[pick], test)
     w2 = _w2(samples, test)
@@ -79,70 +79,45 @@ def _scores(decode: Any, reconstruct: Any, data: Any, seed: int) -> dict[str, fl
     }
 
 
-def run_wae(seed: int, out: Path, config_file: str | None) -> dict[str, float]:
-    settings: dict[str, Any] = {"epochs": EPOCHS, "batch_size": BATCH, "seed": seed}
-    settings |= {"out": str(out), "overwrite": True, "threads": 1}
-    config = (
-        resolve_config(None, settings, config_file)[0] if config_file else RunConfig(**settings)
-    )
+def run_wae(
+    seed: int, out: Path, config_file: str | None = None, **settings: Any
+) -> dict[str, float]:
+    """One wae-toolkit run at this budget: the defaults, a config file's settings, or the
+    ``settings`` given (benchmarks/defaults_search.py), scored by :func:`_scores`."""
+    given: dict[str, Any] = {"epochs": EPOCHS, "batch_size": BATCH, "seed": seed}
+    given |= {"out": str(out), "overwrite": True, "threads": 1, **settings}
+    config = resolve_config(None, given, config_file)[0] if config_file else RunConfig(**given)
     result = train(config)
     model = result.model.eval()
-    if model.latent_dim != 8:  # the prior's own samples for another latent dimension
-        gen = torch.Generator().manual_seed(1000 + seed)
 
-        def decode(z: torch.Tensor) -> torch.Tensor:
-            return model.decode(model.prior.sample(len(z), generator=gen))
-    else:
-        decode = model.decode
-    return _scores(decode, model.reconstruct, result.dataset, seed)
+    def sample(n: int, gen: torch.Generator) -> torch.Tensor:
+        return model.decode(model.prior.sample(n, generator=gen))
+
+    return _scores(sample, model.reconstruct, result.dataset, seed)
 
 
-#: pythae's settings of each row: its defaults, and the paper's.
-PYTHAE_ROWS: dict[str, dict[str, Any]] = {
-    "pythae": {},
-    "pythae-paper": {"reg_weight": 10.0, "learning_rate": 1e-3, "betas": (0.5, 0.999)},
+#: pythae's settings of each row (model config, trainer config): its defaults, and the paper's.
+PYTHAE_ROWS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "pythae": ({}, {}),
+    "pythae-paper": (
+        {"reg_weight": 10.0},
+        {"learning_rate": 1e-3, "optimizer_params": {"betas": (0.5, 0.999)}},
+    ),
 }
 
 
 def run_pythae(seed: int, tmp: Path, row: str) -> dict[str, float]:
     from pythae.data.datasets import BaseDataset
-    from pythae.models import WAE_MMD, WAE_MMD_Config
-    from pythae.models.base.base_utils import ModelOutput
-    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.models import WAE_MMD_Config
     from pythae.trainers import BaseTrainer, BaseTrainerConfig
 
-    class Encoder(BaseEncoder):
-        def __init__(self, net: nn.Module) -> None:
-            BaseEncoder.__init__(self)
-            self.net = net
-
-        def forward(self, x: torch.Tensor) -> ModelOutput:
-            return ModelOutput(embedding=self.net(x))
-
-    class Decoder(BaseDecoder):
-        def __init__(self, net: nn.Module) -> None:
-            BaseDecoder.__init__(self)
-            self.net = net
-
-        def forward(self, z: torch.Tensor) -> ModelOutput:
-            return ModelOutput(reconstruction=self.net(z))
-
-    settings = dict(PYTHAE_ROWS[row])
-    betas = settings.pop("betas", None)
-    trainer_extra = (
-        {"learning_rate": settings.pop("learning_rate")} if "learning_rate" in settings else {}
-    )
-    if betas is not None:
-        trainer_extra["optimizer_params"] = {"betas": betas}
-    extra = settings
+    model_settings, trainer_settings = PYTHAE_ROWS[row]
     data = load_dataset("digits", {})
     torch.manual_seed(seed)  # the networks' initial weights
     comps = build_components(RunConfig(latent_dim=8), data.sample_shape, data.value_range)
-    model = WAE_MMD(
-        WAE_MMD_Config(input_dim=tuple(data.sample_shape), latent_dim=8, **extra),
-        encoder=Encoder(comps.model.encoder),
-        decoder=Decoder(comps.model.decoder),
-    )
+    shape = tuple(data.sample_shape)
+    model_config = WAE_MMD_Config(input_dim=shape, latent_dim=8, **model_settings)
+    model = pythae_wae_mmd(model_config, comps.model.encoder, comps.model.decoder)
     trainer_config = BaseTrainerConfig(
         output_dir=tempfile.mkdtemp(dir=tmp, prefix="pythae_"),
         per_device_train_batch_size=BATCH,
@@ -151,7 +126,7 @@ def run_pythae(seed: int, tmp: Path, row: str) -> dict[str, float]:
         steps_predict=None,
         seed=seed,
         no_cuda=True,
-        **trainer_extra,
+        **trainer_settings,
     )
     train_set = BaseDataset(data.train, torch.zeros(len(data.train)))
     torch.set_num_threads(1)
@@ -161,10 +136,13 @@ def run_pythae(seed: int, tmp: Path, row: str) -> dict[str, float]:
     def decode(z: torch.Tensor) -> torch.Tensor:
         return model.decoder(z)["reconstruction"]
 
+    def sample(n: int, gen: torch.Generator) -> torch.Tensor:  # pythae's prior: N(0, I)
+        return decode(torch.randn(n, 8, generator=gen))
+
     def reconstruct(x: torch.Tensor) -> torch.Tensor:
         return decode(model.encoder(x)["embedding"])
 
-    return _scores(decode, reconstruct, data, seed)
+    return _scores(sample, reconstruct, data, seed)
 
 
 def _fmt(values: list[float]) -> str:
@@ -182,9 +160,7 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if any(name != "wae-toolkit" for name in (args.only or "pythae").split(",")):
-        import pythae.trainers.base_trainer.base_trainer  # noqa: F401  (its loggers, to silence)
-    for name in ("pythae", "pythae.trainers.base_trainer.base_trainer"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        quiet_pythae()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     names = ["wae-toolkit", *PYTHAE_ROWS]
     wanted = names if not args.only else [n for n in args.only.split(",") if n in names]

@@ -661,7 +661,9 @@ def test_image_folder_holdout_is_the_reference_shuffle(tmp_path):
 
 def test_image_folder_holdout_errors(tmp_path):
     write_numbered_images(tmp_path, 4)
-    assert_error(str(tmp_path), {"holdout": 2, "test_fraction": 0.5}, "not both", 'data_opts={"holdout": N}')
+    assert_error(
+        str(tmp_path), {"holdout": 2, "test_fraction": 0.5}, "not both", 'data_opts={"holdout": N}'
+    )
     assert_error(str(tmp_path), {"holdout": 4}, "holdout=4", "4 samples", "between 1 and 3")
     assert_error(str(tmp_path), {"holdout": "many"}, "expected an integer")
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -421,6 +422,15 @@ def _record(run, **plugins: dict) -> None:
     path.write_text(json.dumps(record))
 
 
+def _copy_run(trained: Path, run: Path) -> Path:
+    """The files of the trained run folder, copied into ``run`` (its record is edited there)."""
+    run.mkdir()
+    for f in trained.iterdir():
+        if f.is_file():
+            (run / f.name).write_bytes(f.read_bytes())
+    return run
+
+
 MISSING_PENALTY = (
     "The run '{run}' was trained with the penalty 'gone' from wae-gone 2.0, which is not "
     "installed: its model is loaded for sampling, encoding and export, but resuming its "
@@ -429,11 +439,7 @@ MISSING_PENALTY = (
 
 
 def test_a_run_without_its_penalty_loads_for_sampling_with_a_note(trained, tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    for f in trained.iterdir():
-        if f.is_file():
-            (run / f.name).write_bytes(f.read_bytes())
+    run = _copy_run(trained, tmp_path / "run")
     _record(run, penalty={"name": "gone", "distribution": "wae-gone", "version": "2.0"})
     with pytest.warns(PluginMissingWarning) as caught:
         loaded = load_run(run)
@@ -453,11 +459,7 @@ def test_a_run_without_its_penalty_loads_for_sampling_with_a_note(trained, tmp_p
 
 
 def test_a_run_without_its_cost_samples_but_wae_eval_says_what_to_install(trained, capsys):
-    run = trained.parent / "no-cost"
-    run.mkdir()
-    for f in trained.iterdir():
-        if f.is_file():
-            (run / f.name).write_bytes(f.read_bytes())
+    run = _copy_run(trained, trained.parent / "no-cost")
     _record(run, cost={"name": "gone-cost", "distribution": "wae-gone-cost", "version": "1.0"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PluginMissingWarning)
@@ -478,11 +480,7 @@ def test_a_run_without_its_cost_samples_but_wae_eval_says_what_to_install(traine
 
 
 def test_a_version_change_is_one_warning_line_in_the_cli(trained, tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    for f in trained.iterdir():
-        if f.is_file():
-            (run / f.name).write_bytes(f.read_bytes())
+    run = _copy_run(trained, tmp_path / "run")
     _record(run, penalty={"version": "0.0.1"})
     code, _, err = wae(capsys, "sample", str(run), "-n", "2", "--out", str(tmp_path / "s.npy"))
     now = md.version("wae-toolkit")

@@ -19,6 +19,8 @@ optuna = pytest.importorskip("optuna")
 from wae_toolkit.cli.app import main  # noqa: E402
 from wae_toolkit.errors import UsageError  # noqa: E402
 
+from .test_cli import wae  # noqa: E402
+
 BASE = """
 data = "ring"
 epochs = {epochs}
@@ -44,16 +46,6 @@ LAMBDA = (
 )
 #: The same search on the held-out cost, which needs no OT (POT takes seconds to import).
 COST = LAMBDA.replace("trials = 3", 'trials = 3\nobjective = "test_cost"')
-
-
-def wae(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def trials_of(folder: Path, name: str = "t") -> list:

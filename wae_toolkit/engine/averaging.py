@@ -39,6 +39,19 @@ class WeightAverage(Callback):
         self.averaged = AveragedModel(model, use_buffers=True)
         self.averaged.requires_grad_(False)
         self._updates: int | None = None  # read from n_averaged at the first update (resume)
+        # (average, weights) tensors, floating-point and not: the same tensors all run long
+        # (checkpoints are restored into them in place), so listed once, not every step
+        pairs = list(
+            zip(
+                (t.detach() for t in (*self.module.parameters(), *self.module.buffers())),
+                (t.detach() for t in (*model.parameters(), *model.buffers())),
+                strict=True,
+            )
+        )
+        floats = [p for p in pairs if p[0].is_floating_point()]
+        self._floats = ([a for a, _ in floats], [w for _, w in floats])
+        self._all = ([a for a, _ in pairs], [w for _, w in pairs])
+        self._counters = [p for p in pairs if not p[0].is_floating_point()]
 
     @property
     def module(self) -> nn.Module:
@@ -51,23 +64,13 @@ class WeightAverage(Callback):
             self._updates = int(self.averaged.n_averaged)
         n = self._updates + 1
         with torch.no_grad():
-            pairs = [
-                (a.detach(), w.detach())
-                for a, w in zip(
-                    (*self.module.parameters(), *self.module.buffers()),
-                    (*self.model.parameters(), *self.model.buffers()),
-                    strict=True,
-                )
-            ]
-            floats = [(a, w) for a, w in pairs if a.is_floating_point()]
             if n == 1:
-                torch._foreach_copy_([a for a, _ in pairs], [w for _, w in pairs])
+                torch._foreach_copy_(*self._all)
             else:
-                if floats:
+                if self._floats[0]:
                     weight = 1.0 - ema_decay(self.decay, n)
-                    torch._foreach_lerp_([a for a, _ in floats], [w for _, w in floats], weight)
-                for a, w in pairs:  # counters (BatchNorm's num_batches_tracked): the model's
-                    if not a.is_floating_point():
-                        a.copy_(w)
+                    torch._foreach_lerp_(*self._floats, weight)
+                for a, w in self._counters:  # counters (BatchNorm's num_batches_tracked)
+                    a.copy_(w)
             self.averaged.n_averaged.add_(1)
         self._updates = n
